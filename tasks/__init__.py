@@ -1,0 +1,1 @@
+"""Skills that ship with victor-fleet; each is declared in ``tasks.catalog``."""

@@ -1,0 +1,120 @@
+"""Declarations of the shipped skills (the ``victor.skills`` entry points point here).
+
+Only input models and names live here: importing this module imports no implementation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workers.skills.spec import SkillSpec
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReadFileInput(_Input):
+    path: str = Field(min_length=1, max_length=4096)
+    max_bytes: int | None = Field(None, ge=1)
+
+
+class AnalyzeCodeInput(_Input):
+    path: str = Field(min_length=1, max_length=4096)
+
+
+class SearchCodeInput(_Input):
+    path: str = Field(min_length=1, max_length=4096)
+    pattern: str = Field(min_length=1, max_length=1000)
+    regex: bool = False
+    ignore_case: bool = False
+    max_matches: int = Field(100, ge=1, le=10_000)
+
+
+class ReportInput(_Input):
+    results: list[Any] = Field(default_factory=list)
+    top: int = Field(10, ge=1, le=1000)
+
+
+class NoopInput(_Input):
+    value: Any = None
+
+
+class SleepInput(_Input):
+    ms: int = Field(100, ge=0, le=600_000)
+    value: Any = None
+
+
+class SelectToolsInput(_Input):
+    query: str = Field(min_length=1, max_length=10_000)
+    context: str = Field("", max_length=10_000)
+    max_tools: int | None = Field(None, ge=1, le=1000)
+
+
+READ_FILE = SkillSpec(
+    name="read_file",
+    description="Read a text file inside the allowed roots.",
+    input_model=ReadFileInput,
+    implementation="tasks.files:read_file",
+    cacheable=True,
+    file_param="path",
+    keywords=("read", "file", "open", "content", "cat", "show"),
+)
+
+ANALYZE_CODE = SkillSpec(
+    name="analyze_code",
+    description=(
+        "Measure a source file: lines (total, code, comment, blank), functions, classes, "
+        "cyclomatic complexity per function, TODO/FIXME markers."
+    ),
+    input_model=AnalyzeCodeInput,
+    implementation="tasks.analyze:analyze_code",
+    version="2",
+    cacheable=True,
+    file_param="path",
+    keywords=("analyze", "analyse", "code", "complexity", "metrics", "lines", "functions"),
+)
+
+SEARCH_CODE = SkillSpec(
+    name="search_code",
+    description="Find lines matching a literal or regular expression in a source file.",
+    input_model=SearchCodeInput,
+    implementation="tasks.search:search_code",
+    cacheable=True,
+    file_param="path",
+    keywords=("search", "find", "grep", "pattern", "match", "where"),
+)
+
+REPORT = SkillSpec(
+    name="report",
+    description="Reduce analyze_code results into a report: totals, largest files, hot spots.",
+    input_model=ReportInput,
+    implementation="tasks.report:report",
+    keywords=("report", "summary", "totals"),
+)
+
+NOOP = SkillSpec(
+    name="noop",
+    description="Return its input unchanged (for dispatch benchmarks and health checks).",
+    input_model=NoopInput,
+    implementation="tasks.probes:noop",
+    keywords=("noop", "ping", "echo"),
+)
+
+SLEEP = SkillSpec(
+    name="sleep",
+    description="Wait the given milliseconds, then return its value (simulated I/O).",
+    input_model=SleepInput,
+    implementation="tasks.probes:sleep",
+    keywords=("sleep", "wait", "delay"),
+)
+
+SELECT_TOOLS = SkillSpec(
+    name="select_tools",
+    description="Rank the installed skills for a goal text (cached in the tool_selection cache).",
+    input_model=SelectToolsInput,
+    implementation="tasks.selection:select_tools",
+    keywords=("select", "rank", "tools", "skills", "choose"),
+)

@@ -1,0 +1,195 @@
+"""The Celery app factory: JSON only, acks late, key prefixes, one task per skill."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import Celery, Task
+
+from workers.errors import ConfigError
+from workers.executor import SkillExecutor
+from workers.keys import Keys
+from workers.ledger import Ledger, MemoryLedger, RedisLedger
+from workers.settings import Mode, Settings, load_settings
+from workers.skills.registry import SkillRegistry, load_registry
+
+BATCH_TASK = "victor.batch"
+REDUCE_TASK = "victor.reduce"
+DEFAULT_QUEUE = "victor"
+
+
+class Runtime:
+    """Per-process services of one app: settings, registry, executor, ledger."""
+
+    def __init__(self, settings: Settings, registry: SkillRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.keys = Keys(settings.key_prefix)
+        self.executor = SkillExecutor(settings, registry)
+        self._ledger: Ledger | None = None
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            if self.settings.mode is Mode.DISTRIBUTED:
+                url = self.settings.result_backend_url or self.settings.redis_url
+                url = url or self.settings.effective_broker_url
+                self._ledger = RedisLedger(url, self.keys, self.settings.result_expires_s)
+            else:
+                self._ledger = MemoryLedger()
+        return self._ledger
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery configuration every victor-fleet process uses (checked by tests)."""
+    keys = Keys(settings.key_prefix)
+    config: dict[str, Any] = {
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
+        "worker_concurrency": settings.effective_concurrency,
+        "task_time_limit": settings.task_time_limit_s,
+        "task_soft_time_limit": settings.task_soft_time_limit_s,
+        "result_expires": settings.result_expires_s,
+        "task_default_queue": DEFAULT_QUEUE,
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": True,
+        "task_send_sent_event": False,
+        "result_chord_join_timeout": 30.0,
+    }
+    if settings.mode is Mode.DISTRIBUTED:
+        transport = {
+            "visibility_timeout": settings.visibility_timeout_s,
+            "global_keyprefix": keys.broker_prefix,
+        }
+        config["broker_transport_options"] = transport
+        config["result_backend_transport_options"] = {
+            "visibility_timeout": settings.visibility_timeout_s,
+            "global_keyprefix": keys.backend_prefix,
+        }
+        config["redis_backend_health_check_interval"] = 30
+    else:
+        config["broker_transport_options"] = {
+            "polling_interval": settings.embedded_polling_interval_s
+        }
+    return config
+
+
+def check_config(app: Celery) -> None:
+    """Refuse to run with a configuration that loses tasks or accepts pickle."""
+    conf = app.conf
+    for name in ("accept_content", "result_accept_content"):
+        if set(conf[name]) != {"json"} and set(conf[name]) != {"application/json"}:
+            raise ConfigError(f"{name} must be ['json'], got {conf[name]!r}")
+    for name in ("task_serializer", "result_serializer", "event_serializer"):
+        if conf[name] != "json":
+            raise ConfigError(f"{name} must be 'json', got {conf[name]!r}")
+    if not (conf.task_acks_late and conf.task_reject_on_worker_lost):
+        raise ConfigError("task_acks_late and task_reject_on_worker_lost must both be on")
+    visibility = (conf.broker_transport_options or {}).get("visibility_timeout")
+    if visibility is not None and not conf.task_time_limit < visibility:
+        raise ConfigError(
+            f"task_time_limit ({conf.task_time_limit}) must be below the broker visibility "
+            f"timeout ({visibility}); raise VICTOR_VISIBILITY_TIMEOUT_S"
+        )
+
+
+def create_app(
+    settings: Settings | None = None, registry: SkillRegistry | None = None
+) -> Celery:
+    """Build a Celery app for ``settings`` with one task per installed skill."""
+    settings = settings or load_settings()
+    registry = registry or load_registry()
+    app = Celery(
+        "victor",
+        broker=settings.effective_broker_url,
+        backend=settings.effective_backend_url,
+        set_as_current=False,
+    )
+    app.conf.update(celery_config(settings))
+    check_config(app)
+    runtime = Runtime(settings, registry)
+    app.victor = runtime  # type: ignore[attr-defined]
+    _register_tasks(app, runtime)
+    from workers import hooks
+
+    hooks.connect(app)
+    return app
+
+
+def _register_tasks(app: Celery, runtime: Runtime) -> None:
+    for spec in runtime.registry.specs():
+        _register_skill(app, runtime, spec.name, spec.task_name)
+
+    @app.task(name=BATCH_TASK, bind=True, shared=False)
+    def batch(
+        self: Task, skill: str, items: list[dict[str, Any]], job_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Run ``skill`` over ``items``; record the outcomes in the job's ledger once."""
+        task_id = self.request.id or ""
+        ledger = runtime.ledger if job_id else None
+        if ledger is not None:
+            deliveries = ledger.begin_task(task_id)
+            if deliveries > runtime.settings.max_deliveries:
+                return _dead_letter(ledger, job_id or "", task_id, skill, items, deliveries)
+        outcomes = runtime.executor.run_batch(skill, items)
+        if ledger is not None and job_id:
+            ledger.record_result(job_id, task_id, outcomes, self.request.hostname or "")
+        return outcomes
+
+    @app.task(name=REDUCE_TASK, bind=True, shared=False)
+    def reduce(
+        self: Task,
+        results: list[Any],
+        skill: str,
+        params: dict[str, Any] | None = None,
+        job_id: str | None = None,
+    ) -> Any:
+        """Fan-in step: run ``skill`` with the header results; finish the job."""
+        value = runtime.executor.run(skill, {**(params or {}), "results": results})
+        if job_id:
+            runtime.ledger.set_status(job_id, "succeeded", result=value)
+        return value
+
+
+def _register_skill(app: Celery, runtime: Runtime, name: str, task_name: str) -> None:
+    def run(**params: Any) -> Any:
+        return runtime.executor.run(name, params)
+
+    run.__name__ = name
+    run.__doc__ = f"Run the {name!r} skill."
+    app.task(name=task_name, shared=False)(run)
+
+
+def _dead_letter(
+    ledger: Ledger,
+    job_id: str,
+    task_id: str,
+    skill: str,
+    items: list[dict[str, Any]],
+    deliveries: int,
+) -> list[dict[str, Any]]:
+    error = f"dead-lettered after {deliveries - 1} deliveries; replay with victor dlq replay"
+    ledger.dead_letter(
+        {
+            "task_id": task_id,
+            "job_id": job_id,
+            "skill": skill,
+            "items": items,
+            "deliveries": deliveries - 1,
+            "at": time.time(),
+        }
+    )
+    outcomes = [
+        {"ok": False, "error": error, "type": "DeadLetteredError", "item": item} for item in items
+    ]
+    ledger.record_result(job_id, task_id, outcomes)
+    return outcomes

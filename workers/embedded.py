@@ -1,0 +1,50 @@
+"""Embedded mode: a real Celery worker in this process on kombu's memory transport."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from celery import Celery
+
+from workers.errors import VictorError
+
+
+@contextmanager
+def embedded_worker(
+    app: Celery, concurrency: int | None = None, pool: str = "threads", start_timeout_s: float = 30
+) -> Iterator[Any]:
+    """Run a worker for ``app`` in a background thread while the block runs."""
+    settings = app.victor.settings  # type: ignore[attr-defined]
+    ready = threading.Event()
+
+    class EmbeddedWorkController(app.WorkController):  # type: ignore[name-defined,misc]
+        def on_consumer_ready(self, consumer: Any) -> None:
+            ready.set()
+
+    app.finalize()
+    worker = EmbeddedWorkController(
+        app=app,
+        concurrency=concurrency or settings.effective_concurrency,
+        pool=pool,
+        hostname=f"embedded-{os.getpid()}@{socket.gethostname()}",
+        loglevel="WARNING",
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+    )
+    thread = threading.Thread(target=worker.start, name="victor-embedded-worker", daemon=True)
+    thread.start()
+    if not ready.wait(start_timeout_s):
+        raise VictorError(f"the embedded worker did not start within {start_timeout_s} s")
+    try:
+        yield worker
+    finally:
+        worker.stop(in_sighandler=False)
+        # The stopped consumer still sits in the memory transport's 2 s drain timeout; it no
+        # longer takes work, and its daemon thread ends by itself, so do not wait for it.
+        thread.join(0.1)

@@ -1,0 +1,88 @@
+"""Every Redis key and key prefix victor-fleet uses, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder bound to one key prefix (``Settings.key_prefix``)."""
+
+    prefix: str = "victor"
+
+    # Celery's own key spaces
+    @property
+    def broker_prefix(self) -> str:
+        return f"{self.prefix}:q:"
+
+    @property
+    def backend_prefix(self) -> str:
+        return f"{self.prefix}:r:"
+
+    # job store / ledger
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def job_tasks(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:tasks"
+
+    def job_results(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:results"
+
+    def job_done(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:done"
+
+    def job_events(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:events"
+
+    def jobs_index(self, tenant: str) -> str:
+        return f"{self.prefix}:jobs:{tenant}"
+
+    def ledger_open(self) -> str:
+        return f"{self.prefix}:ledger:open"
+
+    def ledger_deliveries(self) -> str:
+        return f"{self.prefix}:ledger:deliveries"
+
+    def dead_letters(self) -> str:
+        return f"{self.prefix}:dlq"
+
+    def effect(self, task_key: str) -> str:
+        return f"{self.prefix}:effect:{task_key}"
+
+    def idempotency(self, tenant: str, key_hash: str) -> str:
+        return f"{self.prefix}:idem:{tenant}:{key_hash}"
+
+    # workers
+    def worker_ready(self, hostname: str) -> str:
+        return f"{self.prefix}:worker:{hostname}:ready"
+
+    # cache
+    def cache(self, tenant: str, cache: str, skill: str, version: str, digest: str) -> str:
+        return f"{self.prefix}:{tenant}:cache:{cache}:{skill}:{version}:{digest}"
+
+    def cache_pattern(self, tenant: str, cache: str) -> str:
+        return f"{self.prefix}:{tenant}:cache:{cache}:*"
+
+    def cache_lock(self, key: str) -> str:
+        return f"{key}:lock"
+
+    def cache_channel(self) -> str:
+        return f"{self.prefix}:cache:invalidate"
+
+    def cache_stats(self, process_id: str) -> str:
+        return f"{self.prefix}:cache:stats:{process_id}"
+
+    def cache_stats_pattern(self) -> str:
+        return f"{self.prefix}:cache:stats:*"
+
+    # metrics
+    def metrics_bucket(self, kind: str, name: str, bucket: int) -> str:
+        return f"{self.prefix}:metrics:{kind}:{name}:{bucket}"
+
+    def metrics_process(self, process_id: str) -> str:
+        return f"{self.prefix}:metrics:proc:{process_id}"
+
+    def metrics_process_pattern(self) -> str:
+        return f"{self.prefix}:metrics:proc:*"

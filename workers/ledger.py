@@ -1,0 +1,372 @@
+"""The ledger: jobs and their tasks, recorded before dispatch; results recorded once by task id.
+
+Two implementations share one contract: ``MemoryLedger`` (embedded mode, one process) and
+``RedisLedger`` (distributed mode). Results are keyed by task id, so a redelivered task never
+counts twice.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from workers.errors import JobNotFoundError
+from workers.keys import Keys
+from workers.redis_client import redis_client, translated
+
+TERMINAL = frozenset({"succeeded", "failed", "revoked"})
+
+
+@dataclass
+class TaskEvent:
+    """One recorded task result, in completion order (``seq`` starts at 1)."""
+
+    seq: int
+    task_id: str
+    outcome: Any
+    worker: str = ""
+
+
+@dataclass
+class JobRecord:
+    """A job as the ledger holds it."""
+
+    job_id: str
+    tenant: str
+    name: str
+    status: str
+    created_at: float
+    updated_at: float
+    total_tasks: int
+    done_tasks: int = 0
+    result: Any = None
+    error: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "tenant": self.tenant,
+            "name": self.name,
+            "status": self.status,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "total_tasks": self.total_tasks,
+            "done_tasks": self.done_tasks,
+            "result": self.result,
+            "error": self.error,
+            "meta": self.meta,
+        }
+
+
+class Ledger(Protocol):
+    """What the dispatcher, the workers, the API and the reconciler need from the ledger."""
+
+    def create_job(
+        self, job: JobRecord, tasks: dict[str, dict[str, Any]], ttl_s: int
+    ) -> None: ...
+
+    def get_job(self, job_id: str) -> JobRecord: ...
+
+    def set_status(
+        self, job_id: str, status: str, *, result: Any = None, error: str | None = None
+    ) -> None: ...
+
+    def begin_task(self, task_id: str) -> int: ...
+
+    def record_result(
+        self, job_id: str, task_id: str, outcome: Any, worker: str = ""
+    ) -> bool: ...
+
+    def events(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskEvent]: ...
+
+    def task_specs(self, job_id: str) -> dict[str, dict[str, Any]]: ...
+
+    def stale_tasks(self, older_than_s: float) -> list[tuple[str, str]]: ...
+
+    def list_jobs(self, tenant: str, offset: int = 0, limit: int = 50) -> list[JobRecord]: ...
+
+    def dead_letter(self, entry: dict[str, Any]) -> None: ...
+
+    def dead_letters(self) -> list[dict[str, Any]]: ...
+
+    def remove_dead_letter(self, task_id: str) -> bool: ...
+
+
+class MemoryLedger:
+    """In-process ledger for embedded mode."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._jobs: dict[str, JobRecord] = {}
+        self._tasks: dict[str, dict[str, dict[str, Any]]] = {}
+        self._results: dict[str, dict[str, Any]] = {}
+        self._events: dict[str, list[TaskEvent]] = {}
+        self._open: dict[tuple[str, str], float] = {}
+        self._deliveries: dict[str, int] = {}
+        self._dead: dict[str, dict[str, Any]] = {}
+
+    def create_job(self, job: JobRecord, tasks: dict[str, dict[str, Any]], ttl_s: int) -> None:
+        with self._lock:
+            self._jobs[job.job_id] = job
+            self._tasks[job.job_id] = dict(tasks)
+            self._results[job.job_id] = {}
+            self._events[job.job_id] = []
+            now = time.time()
+            for task_id in tasks:
+                self._open[(job.job_id, task_id)] = now
+
+    def get_job(self, job_id: str) -> JobRecord:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise JobNotFoundError(f"no job with id {job_id!r}")
+            job.done_tasks = len(self._results[job_id])
+            return job
+
+    def set_status(
+        self, job_id: str, status: str, *, result: Any = None, error: str | None = None
+    ) -> None:
+        with self._lock:
+            job = self.get_job(job_id)
+            job.status = status
+            job.updated_at = time.time()
+            if result is not None:
+                job.result = result
+            if error is not None:
+                job.error = error
+            self._lock.notify_all()
+
+    def begin_task(self, task_id: str) -> int:
+        with self._lock:
+            self._deliveries[task_id] = self._deliveries.get(task_id, 0) + 1
+            return self._deliveries[task_id]
+
+    def record_result(self, job_id: str, task_id: str, outcome: Any, worker: str = "") -> bool:
+        with self._lock:
+            results = self._results.setdefault(job_id, {})
+            if task_id in results:
+                return False
+            results[task_id] = outcome
+            job = self._jobs.get(job_id)
+            if job and not job.meta.get("has_reduce") and len(results) >= job.total_tasks:
+                job.status = "succeeded"
+                job.updated_at = time.time()
+            events = self._events.setdefault(job_id, [])
+            events.append(TaskEvent(len(events) + 1, task_id, outcome, worker))
+            self._open.pop((job_id, task_id), None)
+            self._lock.notify_all()
+            return True
+
+    def events(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskEvent]:
+        with self._lock:
+            self.get_job(job_id)
+            return self._events[job_id][after_seq : after_seq + limit]
+
+    def task_specs(self, job_id: str) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            self.get_job(job_id)
+            return dict(self._tasks[job_id])
+
+    def stale_tasks(self, older_than_s: float) -> list[tuple[str, str]]:
+        cutoff = time.time() - older_than_s
+        with self._lock:
+            return [key for key, accepted in self._open.items() if accepted < cutoff]
+
+    def list_jobs(self, tenant: str, offset: int = 0, limit: int = 50) -> list[JobRecord]:
+        with self._lock:
+            jobs = [job for job in self._jobs.values() if job.tenant == tenant]
+        jobs.sort(key=lambda job: job.created_at, reverse=True)
+        return jobs[offset : offset + limit]
+
+    def dead_letter(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._dead[entry["task_id"]] = entry
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._dead.values())
+
+    def remove_dead_letter(self, task_id: str) -> bool:
+        with self._lock:
+            return self._dead.pop(task_id, None) is not None
+
+    def wait(self, timeout_s: float) -> None:
+        """Block until any result or status is recorded, or ``timeout_s`` passes."""
+        with self._lock:
+            self._lock.wait(timeout_s)
+
+
+# KEYS: results, events, open, job ; ARGV: task_id, outcome json, open member, ttl
+_RECORD_SCRIPT = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('XADD', KEYS[2], '*', 'task_id', ARGV[1], 'outcome', ARGV[2], 'worker', ARGV[6])
+redis.call('ZREM', KEYS[3], ARGV[3])
+redis.call('HSET', KEYS[4], 'updated_at', ARGV[5])
+if redis.call('HGET', KEYS[4], 'has_reduce') == '0' and
+   tonumber(redis.call('HGET', KEYS[4], 'total_tasks')) <= redis.call('HLEN', KEYS[1]) then
+  redis.call('HSET', KEYS[4], 'status', 'succeeded')
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+
+class RedisLedger:
+    """Ledger in Redis (distributed mode); every key under ``Keys``, every key with a TTL."""
+
+    def __init__(self, url: str, keys: Keys, ttl_s: int = 86_400) -> None:
+        self._redis = redis_client(url)
+        self._keys = keys
+        self._ttl_s = ttl_s
+        self._record = self._redis.register_script(_RECORD_SCRIPT)
+
+    def create_job(self, job: JobRecord, tasks: dict[str, dict[str, Any]], ttl_s: int) -> None:
+        keys = self._keys
+        job_key = keys.job(job.job_id)
+        with translated("recording a job in the ledger"):
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(
+                job_key,
+                mapping={
+                    "job_id": job.job_id,
+                    "tenant": job.tenant,
+                    "name": job.name,
+                    "status": job.status,
+                    "created_at": repr(job.created_at),
+                    "updated_at": repr(job.updated_at),
+                    "total_tasks": job.total_tasks,
+                    "has_reduce": int(bool(job.meta.get("has_reduce"))),
+                    "meta": json.dumps(job.meta),
+                },
+            )
+            pipe.expire(job_key, ttl_s)
+            if tasks:
+                encoded = {task_id: json.dumps(spec) for task_id, spec in tasks.items()}
+                pipe.hset(keys.job_tasks(job.job_id), mapping=encoded)  # type: ignore[arg-type]
+                pipe.expire(keys.job_tasks(job.job_id), ttl_s)
+                members = {f"{job.job_id}|{task_id}": job.created_at for task_id in tasks}
+                pipe.zadd(keys.ledger_open(), members)  # type: ignore[arg-type]
+            pipe.zadd(keys.jobs_index(job.tenant), {job.job_id: job.created_at})
+            pipe.expire(keys.jobs_index(job.tenant), ttl_s)
+            pipe.execute()
+
+    def get_job(self, job_id: str) -> JobRecord:
+        with translated("reading a job from the ledger"):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hgetall(self._keys.job(job_id))
+            pipe.hlen(self._keys.job_results(job_id))
+            raw, done = pipe.execute()
+        if not raw:
+            raise JobNotFoundError(f"no job with id {job_id!r}")
+        fields = {key.decode(): value.decode() for key, value in raw.items()}
+        return JobRecord(
+            job_id=fields["job_id"],
+            tenant=fields["tenant"],
+            name=fields["name"],
+            status=fields["status"],
+            created_at=float(fields["created_at"]),
+            updated_at=float(fields["updated_at"]),
+            total_tasks=int(fields["total_tasks"]),
+            done_tasks=int(done),
+            result=json.loads(fields["result"]) if "result" in fields else None,
+            error=fields.get("error"),
+            meta=json.loads(fields.get("meta", "{}")),
+        )
+
+    def set_status(
+        self, job_id: str, status: str, *, result: Any = None, error: str | None = None
+    ) -> None:
+        mapping: dict[str, str] = {"status": status, "updated_at": repr(time.time())}
+        if result is not None:
+            mapping["result"] = json.dumps(result)
+        if error is not None:
+            mapping["error"] = error
+        with translated("updating a job in the ledger"):
+            self._redis.hset(self._keys.job(job_id), mapping=mapping)  # type: ignore[arg-type]
+
+    def begin_task(self, task_id: str) -> int:
+        key = self._keys.ledger_deliveries()
+        with translated("counting a delivery"):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hincrby(key, task_id, 1)
+            pipe.expire(key, self._ttl_s)
+            count, _ = pipe.execute()
+        return int(count)
+
+    def record_result(self, job_id: str, task_id: str, outcome: Any, worker: str = "") -> bool:
+        keys = self._keys
+        with translated("recording a task result"):
+            created = self._record(
+                keys=[
+                    keys.job_results(job_id),
+                    keys.job_events(job_id),
+                    keys.ledger_open(),
+                    keys.job(job_id),
+                ],
+                args=[task_id, json.dumps(outcome), f"{job_id}|{task_id}", self._ttl_s,
+                      repr(time.time()), worker],
+            )
+        return bool(created)
+
+    def events(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskEvent]:
+        # Stream entries are numbered by position so that an event id is a plain integer.
+        with translated("reading job events"):
+            entries = self._redis.xrange(self._keys.job_events(job_id), count=after_seq + limit)
+        events = []
+        for position, (_, fields) in enumerate(entries[after_seq:], start=after_seq + 1):
+            events.append(
+                TaskEvent(
+                    position, fields[b"task_id"].decode(), json.loads(fields[b"outcome"]),
+                    fields.get(b"worker", b"").decode(),
+                )
+            )
+        return events
+
+    def task_specs(self, job_id: str) -> dict[str, dict[str, Any]]:
+        with translated("reading task specs"):
+            raw = self._redis.hgetall(self._keys.job_tasks(job_id))
+        return {key.decode(): json.loads(value) for key, value in raw.items()}
+
+    def stale_tasks(self, older_than_s: float) -> list[tuple[str, str]]:
+        cutoff = time.time() - older_than_s
+        with translated("scanning the ledger"):
+            members = self._redis.zrangebyscore(self._keys.ledger_open(), 0, cutoff, 0, 10_000)
+        pairs = []
+        for member in members:
+            job_id, _, task_id = member.decode().partition("|")
+            pairs.append((job_id, task_id))
+        return pairs
+
+    def touch_open(self, job_id: str, task_id: str) -> None:
+        """Restart a task's stale-after clock (after a re-dispatch)."""
+        with translated("updating the ledger"):
+            self._redis.zadd(self._keys.ledger_open(), {f"{job_id}|{task_id}": time.time()})
+
+    def list_jobs(self, tenant: str, offset: int = 0, limit: int = 50) -> list[JobRecord]:
+        with translated("listing jobs"):
+            ids = self._redis.zrevrange(self._keys.jobs_index(tenant), offset, offset + limit - 1)
+        jobs = []
+        for raw_id in ids:
+            try:
+                jobs.append(self.get_job(raw_id.decode()))
+            except JobNotFoundError:
+                continue
+        return jobs
+
+    def dead_letter(self, entry: dict[str, Any]) -> None:
+        with translated("dead-lettering a task"):
+            self._redis.hset(self._keys.dead_letters(), entry["task_id"], json.dumps(entry))
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        with translated("listing dead letters"):
+            raw = self._redis.hgetall(self._keys.dead_letters())
+        return [json.loads(value) for value in raw.values()]
+
+    def remove_dead_letter(self, task_id: str) -> bool:
+        with translated("removing a dead letter"):
+            return bool(self._redis.hdel(self._keys.dead_letters(), task_id))
