@@ -194,13 +194,26 @@ def skills(as_json: bool = typer.Option(False, "--json")) -> None:
     out.print(table)
 
 
-def _register_subcommands() -> None:
-    from orchestrator.bench_cli import bench_app
+@app.command()
+def bench(
+    group: str = typer.Argument(..., help="A benchmark group, or 'list' to name them."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    size: str = typer.Option("default", "--size", help="tiny (CI), default or full."),
+) -> None:
+    """Run a benchmark group: ours beside the peer's, in one run, as a ratio."""
+    from orchestrator.bench.runner import list_groups, run_group
 
-    app.add_typer(bench_app, name="bench")
-
-
-_register_subcommands()
+    if group == "list":
+        out.print("\n".join(list_groups()))
+        return
+    try:
+        result = run_group(group, size)
+    except VictorError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        print(json.dumps(result))  # noqa: T201 - machine-readable output
+    else:
+        out.print_json(json.dumps(result))
 
 
 def main() -> None:

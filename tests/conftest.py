@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.harness import RedisServer, WorkerProcess
+from orchestrator.harness import RedisServer, WorkerProcess
 from workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ import redis
 
 from workers.keys import Keys
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (worker cwd)
 
 
 class WorkerProcess:

@@ -1,0 +1,14 @@
+"""Benchmark groups: each measures ours and the peer's in one run and reports the ratio.
+
+A group is a function ``run(size: str) -> dict`` returning at least ``group``, ``ratio``
+(ours / peer's, as the group defines it), ``ours``, ``peer`` and ``unit``.
+"""
+
+from __future__ import annotations
+
+GROUPS: dict[str, str] = {
+    "dispatch": "orchestrator.bench.dispatch:run",
+    "lazy_loading": "orchestrator.bench.lazy_loading:run",
+}
+
+SIZES = ("tiny", "default", "full")
