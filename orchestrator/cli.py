@@ -216,6 +216,10 @@ def bench(
         out.print_json(json.dumps(result))
 
 
+from orchestrator import dlq_cli  # noqa: E402 - command groups register after the core ones
+
+dlq_cli.register(app)
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -47,6 +47,14 @@ class SleepInput(_Input):
     value: Any = None
 
 
+class EffectInput(_Input):
+    key: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
+    ms: int = Field(0, ge=0, le=600_000)
+    poison: bool = False
+    nondeterministic: bool = False
+    results: list[Any] | None = None
+
+
 class SelectToolsInput(_Input):
     query: str = Field(min_length=1, max_length=10_000)
     context: str = Field("", max_length=10_000)
@@ -109,6 +117,17 @@ SLEEP = SkillSpec(
     input_model=SleepInput,
     implementation="tasks.probes:sleep",
     keywords=("sleep", "wait", "delay"),
+)
+
+EFFECT = SkillSpec(
+    name="effect",
+    description=(
+        "Fault-test probe: record the execution in the audit oracle (VICTOR_AUDIT_PATH), "
+        "apply a once-only side effect (SET NX), optionally sleep or kill its own process."
+    ),
+    input_model=EffectInput,
+    implementation="tasks.probes:effect",
+    keywords=("effect", "probe", "audit"),
 )
 
 SELECT_TOOLS = SkillSpec(

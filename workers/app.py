@@ -10,12 +10,13 @@ from celery import Celery, Task
 from workers.errors import ConfigError
 from workers.executor import SkillExecutor
 from workers.keys import Keys
-from workers.ledger import Ledger, MemoryLedger, RedisLedger
+from workers.ledger import TERMINAL, Ledger, MemoryLedger, RedisLedger
 from workers.settings import Mode, Settings, load_settings
 from workers.skills.registry import SkillRegistry, load_registry
 
 BATCH_TASK = "victor.batch"
 REDUCE_TASK = "victor.reduce"
+RECONCILE_TASK = "victor.reconcile"
 DEFAULT_QUEUE = "victor"
 
 
@@ -66,11 +67,25 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_chord_join_timeout": 30.0,
     }
     if settings.mode is Mode.DISTRIBUTED:
+        # kombu sweeps unacked messages back every interval x throttle (default 10 x 10 s):
+        # sweep every interval so a dead worker's tasks return soon after the visibility timeout.
+        restore_s = settings.unacked_restore_interval_s or max(
+            1, settings.visibility_timeout_s // 5
+        )
         transport = {
             "visibility_timeout": settings.visibility_timeout_s,
             "global_keyprefix": keys.broker_prefix,
+            "unacked_restore_interval": restore_s,
+            "unacked_restore_throttle": 1,
         }
         config["broker_transport_options"] = transport
+        config["beat_schedule"] = {
+            "victor-reconcile": {
+                "task": RECONCILE_TASK,
+                "schedule": max(1.0, settings.reconciler_stale_after_s / 3),
+                "options": {"expires": max(1.0, settings.reconciler_stale_after_s / 3)},
+            }
+        }
         config["result_backend_transport_options"] = {
             "visibility_timeout": settings.visibility_timeout_s,
             "global_keyprefix": keys.backend_prefix,
@@ -135,14 +150,21 @@ def _register_tasks(app: Celery, runtime: Runtime) -> None:
     ) -> list[dict[str, Any]]:
         """Run ``skill`` over ``items``; record the outcomes in the job's ledger once."""
         task_id = self.request.id or ""
-        ledger = runtime.ledger if job_id else None
-        if ledger is not None:
-            deliveries = ledger.begin_task(task_id)
-            if deliveries > runtime.settings.max_deliveries:
-                return _dead_letter(ledger, job_id or "", task_id, skill, items, deliveries)
+        if not job_id:
+            return runtime.executor.run_batch(skill, items)
+        ledger = runtime.ledger
+        # A task is finished once, by task id: a redelivered or re-dispatched copy returns the
+        # recorded outcome, so a chord counts the same value whichever copy reports.
+        recorded = ledger.get_result(job_id, task_id)
+        if recorded is not None:
+            return recorded  # type: ignore[no-any-return]
+        deliveries = ledger.begin_task(task_id, job_id)
+        if deliveries > runtime.settings.max_deliveries:
+            return _dead_letter(ledger, job_id, task_id, skill, items, deliveries)
         outcomes = runtime.executor.run_batch(skill, items)
-        if ledger is not None and job_id:
-            ledger.record_result(job_id, task_id, outcomes, self.request.hostname or "")
+        if not ledger.record_result(job_id, task_id, outcomes, self.request.hostname or ""):
+            recorded = ledger.get_result(job_id, task_id)
+            return outcomes if recorded is None else recorded
         return outcomes
 
     @app.task(name=REDUCE_TASK, bind=True, shared=False)
@@ -153,11 +175,40 @@ def _register_tasks(app: Celery, runtime: Runtime) -> None:
         params: dict[str, Any] | None = None,
         job_id: str | None = None,
     ) -> Any:
-        """Fan-in step: run ``skill`` with the header results; finish the job."""
-        value = runtime.executor.run(skill, {**(params or {}), "results": results})
-        if job_id:
-            runtime.ledger.set_status(job_id, "succeeded", result=value)
+        """Fan-in step: run ``skill`` with the header results; finish the job.
+
+        With a job id the results come from the ledger, by task id, not from the chord's list:
+        a duplicate header delivery can neither add a result nor hide one. A job already
+        reduced returns its result (a duplicate body does not run twice).
+        """
+        if not job_id:
+            return runtime.executor.run(skill, {**(params or {}), "results": results})
+        ledger = runtime.ledger
+        job = ledger.get_job(job_id)
+        if job.status in TERMINAL:
+            return job.result
+        recorded = ledger.results(job_id)
+        if len(recorded) < job.total_tasks:
+            # Fired before every header task finished: wait for the ledger (the reconciler
+            # re-sends the reduce later if this gives up).
+            raise self.retry(countdown=1, max_retries=30)
+        ordered = [recorded[task_id] for task_id in sorted(recorded, key=_task_order)]
+        value = runtime.executor.run(skill, {**(params or {}), "results": ordered})
+        ledger.set_status(job_id, "succeeded", result=value)
         return value
+
+    @app.task(name=RECONCILE_TASK, shared=False, ignore_result=True)
+    def reconcile() -> dict[str, Any]:
+        """Beat task: re-dispatch stale ledger tasks, fire overdue reduces."""
+        from workers.reconciler import reconcile_once
+
+        return reconcile_once(app).as_dict()
+
+
+def _task_order(task_id: str) -> tuple[int, str]:
+    """Task ids are ``{job_id}.{index}``: order by index."""
+    _, _, index = task_id.rpartition(".")
+    return (int(index), task_id) if index.isdigit() else (1 << 62, task_id)
 
 
 def _register_skill(app: Celery, runtime: Runtime, name: str, task_name: str) -> None:

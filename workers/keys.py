@@ -48,6 +48,9 @@ class Keys:
     def dead_letters(self) -> str:
         return f"{self.prefix}:dlq"
 
+    def reconcile_lock(self) -> str:
+        return f"{self.prefix}:ledger:reconcile:lock"
+
     def effect(self, task_key: str) -> str:
         return f"{self.prefix}:effect:{task_key}"
 

@@ -18,6 +18,12 @@ from workers.keys import Keys
 from workers.redis_client import redis_client, translated
 
 TERMINAL = frozenset({"succeeded", "failed", "revoked"})
+REDUCE_SUFFIX = ".reduce"
+
+
+def reduce_task_id(job_id: str) -> str:
+    """The task id of a job's fan-in step (also its entry in the ledger's open set)."""
+    return f"{job_id}{REDUCE_SUFFIX}"
 
 
 @dataclass
@@ -75,7 +81,17 @@ class Ledger(Protocol):
         self, job_id: str, status: str, *, result: Any = None, error: str | None = None
     ) -> None: ...
 
-    def begin_task(self, task_id: str) -> int: ...
+    def begin_task(self, task_id: str, job_id: str | None = None) -> int: ...
+
+    def get_result(self, job_id: str, task_id: str) -> Any: ...
+
+    def results(self, job_id: str) -> dict[str, Any]: ...
+
+    def touch_open(self, job_id: str, task_id: str) -> None: ...
+
+    def close_open(self, job_id: str, task_id: str) -> None: ...
+
+    def replay_task(self, job_id: str, task_id: str) -> None: ...
 
     def record_result(
         self, job_id: str, task_id: str, outcome: Any, worker: str = ""
@@ -118,6 +134,8 @@ class MemoryLedger:
             now = time.time()
             for task_id in tasks:
                 self._open[(job.job_id, task_id)] = now
+            if job.meta.get("has_reduce"):
+                self._open[(job.job_id, reduce_task_id(job.job_id))] = now
 
     def get_job(self, job_id: str) -> JobRecord:
         with self._lock:
@@ -138,12 +156,46 @@ class MemoryLedger:
                 job.result = result
             if error is not None:
                 job.error = error
+            if status in TERMINAL:
+                self._open.pop((job_id, reduce_task_id(job_id)), None)
             self._lock.notify_all()
 
-    def begin_task(self, task_id: str) -> int:
+    def begin_task(self, task_id: str, job_id: str | None = None) -> int:
         with self._lock:
             self._deliveries[task_id] = self._deliveries.get(task_id, 0) + 1
+            if job_id is not None and (job_id, task_id) in self._open:
+                self._open[(job_id, task_id)] = time.time()
             return self._deliveries[task_id]
+
+    def get_result(self, job_id: str, task_id: str) -> Any:
+        with self._lock:
+            return self._results.get(job_id, {}).get(task_id)
+
+    def results(self, job_id: str) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._results.get(job_id, {}))
+
+    def touch_open(self, job_id: str, task_id: str) -> None:
+        with self._lock:
+            self._open[(job_id, task_id)] = time.time()
+
+    def close_open(self, job_id: str, task_id: str) -> None:
+        with self._lock:
+            self._open.pop((job_id, task_id), None)
+
+    def replay_task(self, job_id: str, task_id: str) -> None:
+        with self._lock:
+            job = self.get_job(job_id)
+            self._results.get(job_id, {}).pop(task_id, None)
+            self._deliveries.pop(task_id, None)
+            self._dead.pop(task_id, None)
+            now = time.time()
+            self._open[(job_id, task_id)] = now
+            if job.meta.get("has_reduce"):
+                self._open[(job_id, reduce_task_id(job_id))] = now
+            job.status = "running"
+            job.result = None
+            job.updated_at = now
 
     def record_result(self, job_id: str, task_id: str, outcome: Any, worker: str = "") -> bool:
         with self._lock:
@@ -250,6 +302,8 @@ class RedisLedger:
                 pipe.hset(keys.job_tasks(job.job_id), mapping=encoded)  # type: ignore[arg-type]
                 pipe.expire(keys.job_tasks(job.job_id), ttl_s)
                 members = {f"{job.job_id}|{task_id}": job.created_at for task_id in tasks}
+                if job.meta.get("has_reduce"):
+                    members[f"{job.job_id}|{reduce_task_id(job.job_id)}"] = job.created_at
                 pipe.zadd(keys.ledger_open(), members)  # type: ignore[arg-type]
             pipe.zadd(keys.jobs_index(job.tenant), {job.job_id: job.created_at})
             pipe.expire(keys.jobs_index(job.tenant), ttl_s)
@@ -287,16 +341,35 @@ class RedisLedger:
         if error is not None:
             mapping["error"] = error
         with translated("updating a job in the ledger"):
-            self._redis.hset(self._keys.job(job_id), mapping=mapping)  # type: ignore[arg-type]
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(self._keys.job(job_id), mapping=mapping)  # type: ignore[arg-type]
+            if status in TERMINAL:
+                pipe.zrem(self._keys.ledger_open(), f"{job_id}|{reduce_task_id(job_id)}")
+            pipe.execute()
 
-    def begin_task(self, task_id: str) -> int:
+    def begin_task(self, task_id: str, job_id: str | None = None) -> int:
+        """Count one delivery of ``task_id``; restart its stale-after clock while it runs."""
         key = self._keys.ledger_deliveries()
         with translated("counting a delivery"):
             pipe = self._redis.pipeline(transaction=False)
             pipe.hincrby(key, task_id, 1)
             pipe.expire(key, self._ttl_s)
-            count, _ = pipe.execute()
+            if job_id is not None:
+                pipe.zadd(self._keys.ledger_open(), {f"{job_id}|{task_id}": time.time()}, xx=True)
+            count = pipe.execute()[0]
         return int(count)
+
+    def get_result(self, job_id: str, task_id: str) -> Any:
+        """The recorded outcome of ``task_id``, or None when it has not finished."""
+        with translated("reading a task result"):
+            raw = self._redis.hget(self._keys.job_results(job_id), task_id)
+        return None if raw is None else json.loads(raw)
+
+    def results(self, job_id: str) -> dict[str, Any]:
+        """Every recorded outcome of the job, by task id."""
+        with translated("reading task results"):
+            raw = self._redis.hgetall(self._keys.job_results(job_id))
+        return {key.decode(): json.loads(value) for key, value in raw.items()}
 
     def record_result(self, job_id: str, task_id: str, outcome: Any, worker: str = "") -> bool:
         keys = self._keys
@@ -346,6 +419,29 @@ class RedisLedger:
         """Restart a task's stale-after clock (after a re-dispatch)."""
         with translated("updating the ledger"):
             self._redis.zadd(self._keys.ledger_open(), {f"{job_id}|{task_id}": time.time()})
+
+    def close_open(self, job_id: str, task_id: str) -> None:
+        """Stop watching a task (finished, or its job expired)."""
+        with translated("updating the ledger"):
+            self._redis.zrem(self._keys.ledger_open(), f"{job_id}|{task_id}")
+
+    def replay_task(self, job_id: str, task_id: str) -> None:
+        """Forget a task's outcome and deliveries and open it again (a dead-letter replay)."""
+        self.get_job(job_id)
+        keys = self._keys
+        now = time.time()
+        members = {f"{job_id}|{task_id}": now}
+        if self._redis.hget(keys.job(job_id), "has_reduce") == b"1":
+            members[f"{job_id}|{reduce_task_id(job_id)}"] = now
+        with translated("replaying a task"):
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hdel(keys.job_results(job_id), task_id)
+            pipe.hdel(keys.ledger_deliveries(), task_id)
+            pipe.hdel(keys.dead_letters(), task_id)
+            pipe.zadd(keys.ledger_open(), members)  # type: ignore[arg-type]
+            pipe.hset(keys.job(job_id), mapping={"status": "running", "updated_at": repr(now)})
+            pipe.hdel(keys.job(job_id), "result")
+            pipe.execute()
 
     def list_jobs(self, tenant: str, offset: int = 0, limit: int = 50) -> list[JobRecord]:
         with translated("listing jobs"):

@@ -153,6 +153,10 @@ class Settings(BaseSettings):
     worker_concurrency: int | None = Field(None, ge=1, le=256)
     result_expires_s: int = Field(86_400, ge=60, le=2_592_000)
     embedded_polling_interval_s: float = Field(0.001, gt=0, le=5)
+    # Restore sweep for unacked messages of dead workers (kombu; 0 = visibility_timeout_s / 5).
+    unacked_restore_interval_s: int = Field(0, ge=0, le=86_400)
+    # Where the effect probe records its executions (fault tests' oracle); unset = disabled.
+    audit_path: Path | None = None
 
     # --- planner / skills -----------------------------------------------------------------
     chunk_size: int = Field(50, ge=1, le=100_000)

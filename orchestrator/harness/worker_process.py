@@ -31,6 +31,7 @@ class WorkerProcess:
         hostname: str | None = None,
         extra_args: list[str] | None = None,
         loglevel: str = "WARNING",
+        app: str = "workers",
     ) -> None:
         self.env = {**os.environ, **env}
         self.concurrency = concurrency
@@ -38,6 +39,7 @@ class WorkerProcess:
         self.hostname = hostname or f"w{uuid.uuid4().hex[:8]}@127.0.0.1"
         self.extra_args = extra_args or []
         self.loglevel = loglevel
+        self.app = app
         self.log_dir = Path(tempfile.mkdtemp(prefix="victor-worker-"))
         self.log_path = self.log_dir / "worker.log"
         self.pid_path = self.log_dir / "worker.pid"
@@ -50,7 +52,7 @@ class WorkerProcess:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "celery", "-A", "workers", "worker",
+            sys.executable, "-m", "celery", "-A", self.app, "worker",
             "-l", self.loglevel, "-P", self.pool, "-c", str(self.concurrency),
             "-n", self.hostname, "-Q", "victor", "--without-mingle", "--without-gossip",
             "--pidfile", str(self.pid_path), *self.extra_args,
