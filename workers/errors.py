@@ -11,7 +11,15 @@ Tree::
     ├── AccessDeniedError      a path is outside the allowed roots
     ├── PlanError              a goal cannot be turned into a plan
     ├── JobError
-    │   └── JobNotFoundError   no job with that id
+    │   ├── JobNotFoundError   no job with that id
+    │   └── JobStateError      the job's state does not allow the request
+    ├── ApiError                 an API request is refused
+    │   ├── AuthenticationError  no API key, or an unknown one
+    │   ├── ScopeError           the key lacks the scope a route needs
+    │   ├── RateLimitError       the key is past its request rate
+    │   ├── IdempotencyError     an Idempotency-Key is reused with another body, or in flight
+    │   ├── BadRequestError      a request body is not valid JSON
+    │   └── UnsupportedMediaTypeError  a request body is not application/json
     └── BackendUnavailableError  Redis (broker, backend or cache) cannot be reached
 """
 
@@ -56,6 +64,46 @@ class JobError(VictorError):
 
 class JobNotFoundError(JobError):
     """Raised when no job has the requested id."""
+
+
+class JobStateError(JobError):
+    """Raised when a job's state does not allow the request (revoking a finished job)."""
+
+
+class ApiError(VictorError):
+    """Raised when the API refuses a request (mapped to a 4xx status in one handler)."""
+
+
+class AuthenticationError(ApiError):
+    """Raised when a request carries no API key or one that is not known."""
+
+
+class ScopeError(ApiError):
+    """Raised when an API key lacks the scope a route needs."""
+
+
+class RateLimitError(ApiError):
+    """Raised when an API key is past its request rate; ``retry_after_s`` says when to retry."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class IdempotencyError(ApiError):
+    """Raised when an Idempotency-Key is reused with another body (or is still in flight)."""
+
+    def __init__(self, message: str, in_flight: bool = False) -> None:
+        super().__init__(message)
+        self.in_flight = in_flight
+
+
+class BadRequestError(ApiError):
+    """Raised when a request body does not parse as JSON."""
+
+
+class UnsupportedMediaTypeError(ApiError):
+    """Raised when a request body is sent with a content type other than application/json."""
 
 
 class BackendUnavailableError(VictorError):

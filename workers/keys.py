@@ -57,9 +57,19 @@ class Keys:
     def idempotency(self, tenant: str, key_hash: str) -> str:
         return f"{self.prefix}:idem:{tenant}:{key_hash}"
 
+    # API
+    def api_key(self, key_hash: str) -> str:
+        return f"{self.prefix}:apikey:{key_hash}"
+
+    def rate_limit(self, key_id: str, window: int) -> str:
+        return f"{self.prefix}:rate:{key_id}:{window}"
+
     # workers
     def worker_ready(self, hostname: str) -> str:
         return f"{self.prefix}:worker:{hostname}:ready"
+
+    def worker_ready_pattern(self) -> str:
+        return f"{self.prefix}:worker:*:ready"
 
     # cache
     def cache(self, tenant: str, cache: str, skill: str, version: str, digest: str) -> str:

@@ -158,6 +158,19 @@ class Settings(BaseSettings):
     # Where the effect probe records its executions (fault tests' oracle); unset = disabled.
     audit_path: Path | None = None
 
+    # --- API, client and Flower ------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65_535)
+    api_keys_file: Path | None = None
+    api_max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    api_rate_limit: int = Field(600, ge=1, le=10_000_000, description="requests per window")
+    api_rate_window_s: int = Field(60, ge=1, le=86_400)
+    api_idempotency_ttl_s: int = Field(86_400, ge=60, le=2_592_000)
+    api_public_metrics: bool = False
+    api_url: str = "http://127.0.0.1:8000"
+    api_key: SecretStr = SecretStr("")
+    flower_basic_auth: SecretStr = SecretStr("")
+
     # --- planner / skills -----------------------------------------------------------------
     chunk_size: int = Field(50, ge=1, le=100_000)
     max_fan_out: int = Field(200_000, ge=1, le=10_000_000)

@@ -1,0 +1,65 @@
+"""The API app factory: FastAPI with the body limit, one error handler and tiny route modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from orchestrator.api.body_limit import BodyLimitMiddleware
+from orchestrator.api.errors import install_handlers
+from orchestrator.api.keystore import KeyStore
+from orchestrator.api.routes import health, jobs, skills
+from orchestrator.api.services import build_services
+from orchestrator.plan import GoalSpec
+from workers.settings import Settings, load_settings
+
+DESCRIPTION = """Submit goal specs as jobs to a Celery worker fleet, follow their results as
+Server-Sent Events, and read skills, cache and metrics. Every /v1 route needs an API key
+(`Authorization: Bearer <key>`) bound to a tenant and scopes (submit, read, admin)."""
+
+
+def create_api(settings: Settings | None = None, celery_app: Celery | None = None) -> FastAPI:
+    """Build the API for ``settings`` (distributed mode); no network I/O happens here."""
+    settings = settings or load_settings()
+    services = build_services(settings, celery_app)
+    api = FastAPI(title="victor-fleet", version="1", description=DESCRIPTION)
+    api.state.services = services
+    api.state.key_store = KeyStore(services.keys, services.redis, settings.api_keys_file)
+    install_handlers(api)
+    for module in (jobs, skills, health):
+        api.include_router(module.router)
+    for router in optional_routers():
+        api.include_router(router)
+    api.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    api.openapi = lambda: _openapi(api)  # type: ignore[method-assign]
+    return api
+
+
+def optional_routers() -> list[Any]:
+    """Routes whose backing modules (cache, metrics) are present in this installation."""
+    routers = []
+    for name in ("cache", "metrics"):
+        try:
+            module = __import__(f"orchestrator.api.routes.{name}", fromlist=["router"])
+        except ImportError:
+            continue
+        routers.append(module.router)
+    return routers
+
+
+def _openapi(api: FastAPI) -> dict[str, Any]:
+    if api.openapi_schema:
+        return api.openapi_schema
+    schema = get_openapi(
+        title=api.title, version=api.version, description=api.description, routes=api.routes
+    )
+    # The submit route reads its body itself (auth and content type first), so add its schema.
+    goal_schema = GoalSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(goal_schema.pop("$defs", {}))
+    components["GoalSpec"] = goal_schema
+    api.openapi_schema = schema
+    return schema

@@ -1,0 +1,146 @@
+"""Error responses: one handler maps the error tree to status codes (domain code never picks)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from workers.errors import (
+    AccessDeniedError,
+    AuthenticationError,
+    BackendUnavailableError,
+    BadRequestError,
+    IdempotencyError,
+    JobNotFoundError,
+    JobStateError,
+    PlanError,
+    RateLimitError,
+    ScopeError,
+    SkillError,
+    UnsupportedMediaTypeError,
+    VictorError,
+)
+
+# (status, code) per error class; the first match in this order wins.
+STATUS: list[tuple[type[VictorError], int, str]] = [
+    (AuthenticationError, 401, "unauthenticated"),
+    (ScopeError, 403, "missing_scope"),
+    (RateLimitError, 429, "rate_limited"),
+    (BadRequestError, 400, "bad_json"),
+    (UnsupportedMediaTypeError, 415, "unsupported_media_type"),
+    (JobNotFoundError, 404, "not_found"),
+    (JobStateError, 409, "conflict"),
+    (PlanError, 422, "invalid_goal"),
+    (SkillError, 422, "invalid_goal"),
+    (AccessDeniedError, 422, "path_not_allowed"),
+    (BackendUnavailableError, 503, "backend_unavailable"),
+]
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    fields: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "fields": fields or []}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def status_of(exc: VictorError) -> tuple[int, str]:
+    if isinstance(exc, IdempotencyError):
+        return (409, "idempotency_in_flight") if exc.in_flight else (422, "idempotency_mismatch")
+    for kind, status, code in STATUS:
+        if isinstance(exc, kind):
+            return status, code
+    return 500, "internal"
+
+
+async def on_victor_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, VictorError)
+    status, code = status_of(exc)
+    headers: dict[str, str] = {}
+    if isinstance(exc, AuthenticationError):
+        headers["WWW-Authenticate"] = 'Bearer realm="victor"'
+    elif isinstance(exc, RateLimitError):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    elif isinstance(exc, BackendUnavailableError | IdempotencyError):
+        headers["Retry-After"] = "1"
+    fields = getattr(exc, "fields", None)
+    return error_response(status, code, str(exc), fields, headers)
+
+
+def describe_location(location: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(part) for part in location]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:] if parts[0] == "body" else parts
+    return ".".join(parts) or "body"
+
+
+async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {"field": describe_location(error.get("loc", ())), "message": error.get("msg", "")}
+        for error in exc.errors()
+    ]
+    message = "; ".join(f"{problem['field']}: {problem['message']}" for problem in problems)
+    return error_response(422, "invalid_request", message or "invalid request", problems)
+
+
+async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+    detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+    return error_response(
+        exc.status_code,
+        codes.get(exc.status_code, "http_error"),
+        detail,
+        headers=dict(exc.headers or {}),
+    )
+
+
+async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(500, "internal", "internal error; the server log has the details")
+
+
+def install_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(VictorError, on_victor_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected_error)
+
+
+# Documented on every route that takes a key (the schema lists the errors a client may see).
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": "ErrorResponse", "description": "No API key, or an unknown one."},
+    403: {"model": "ErrorResponse", "description": "The key lacks the route's scope."},
+    429: {"model": "ErrorResponse", "description": "Past the key's request rate; see Retry-After."},
+    503: {"model": "ErrorResponse", "description": "Redis is unreachable; retry later."},
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entry for a route: the auth errors plus ``statuses``."""
+    from orchestrator.api.models import ErrorResponse
+
+    descriptions = {
+        400: "The body is not valid JSON.",
+        404: "No such job for this tenant.",
+        409: "The request conflicts with the job's state or an in-flight request.",
+        413: "The body is over the size limit.",
+        415: "The body is not application/json.",
+        422: "The request does not validate; the message names the field.",
+    }
+    out: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorResponse, "description": entry["description"]}
+        for status, entry in AUTH_RESPONSES.items()
+    }
+    for status in statuses:
+        out[status] = {"model": ErrorResponse, "description": descriptions[status]}
+    return out

@@ -1,0 +1,257 @@
+"""Jobs as the API sees them: submit (ledger first, idempotent), read, page results, revoke."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from email.message import Message
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from orchestrator.api.keystore import Principal
+from orchestrator.api.services import Services, broker_translated
+from orchestrator.dispatcher import dispatch_plan, new_job_id, release
+from orchestrator.plan import GoalSpec, Plan
+from orchestrator.planner import plan_goal
+from workers.errors import (
+    BadRequestError,
+    IdempotencyError,
+    JobNotFoundError,
+    JobStateError,
+    UnsupportedMediaTypeError,
+)
+from workers.ledger import TERMINAL, JobRecord
+from workers.redis_client import translated
+
+MAX_REPORTED_PROBLEMS = 20
+
+
+def links(job_id: str) -> dict[str, str]:
+    base = f"/v1/jobs/{job_id}"
+    return {"self": base, "results": f"{base}/results", "events": f"{base}/events"}
+
+
+def job_view(job: JobRecord) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "name": job.name,
+        "status": job.status,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "total_tasks": job.total_tasks,
+        "done_tasks": job.done_tasks,
+        "result": job.result,
+        "error": job.error,
+        "links": links(job.job_id),
+    }
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON; send numbers only")
+
+
+def decode_json(body: bytes, content_type: str | None) -> Any:
+    """Check the content type (415) and parse strict JSON (400: no NaN, no deep nesting)."""
+    message = Message()
+    message["content-type"] = content_type or ""
+    subtype = message.get_content_subtype()
+    if message.get_content_maintype() != "application" or not (
+        subtype == "json" or subtype.endswith("+json")
+    ):
+        raise UnsupportedMediaTypeError(
+            f"content type {content_type or '(none)'!r} is not supported; send "
+            "'Content-Type: application/json'"
+        )
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequestError(f"request body is not valid JSON: {exc}") from exc
+
+
+def _problems(exc: ValidationError, prefix: tuple[Any, ...]) -> list[dict[str, Any]]:
+    return [
+        {"loc": ("body", *prefix, *error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors()[:MAX_REPORTED_PROBLEMS]
+    ]
+
+
+def parse_goal_body(data: Any) -> tuple[GoalSpec, str]:
+    """Validate the goal spec (422 naming the field) and hash it for Idempotency-Key checks."""
+    try:
+        goal = GoalSpec.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(_problems(exc, ())) from exc
+    canonical = json.dumps(goal.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return goal, hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def validate_inputs(services: Services, goal: GoalSpec, plan: Plan) -> None:
+    """Check every item against its skill's input model before anything reaches Redis."""
+    problems: list[dict[str, Any]] = []
+    for index, (step, planned) in enumerate(zip(goal.steps, plan.steps, strict=True)):
+        model = services.registry.get(planned.skill).input_model
+        for position, item in enumerate(planned.items):
+            try:
+                model.model_validate(item)
+            except ValidationError as exc:
+                where: tuple[Any, ...] = (
+                    ("steps", index, "items", position)
+                    if position < len(step.items)
+                    else ("steps", index, "params")
+                )
+                problems.extend(_problems(exc, where))
+            if len(problems) >= MAX_REPORTED_PROBLEMS:
+                raise RequestValidationError(problems)
+    if goal.reduce is not None:
+        model = services.registry.get(goal.reduce.skill).input_model
+        try:
+            model.model_validate({**goal.reduce.params, "results": []})
+        except ValidationError as exc:
+            problems.extend(_problems(exc, ("reduce", "params")))
+    if problems:
+        raise RequestValidationError(problems)
+
+
+def submit(
+    services: Services,
+    principal: Principal,
+    goal: GoalSpec,
+    body_hash: str,
+    idempotency_key: str | None,
+) -> tuple[dict[str, Any], bool]:
+    """Plan, record and publish a goal; return ``(accepted view, replayed)``.
+
+    With an Idempotency-Key, the same key and body give the same job; another body is refused.
+    """
+    idem_key = None
+    if idempotency_key is not None:
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
+        idem_key = services.keys.idempotency(principal.tenant, digest)
+        replay = _replay(services, principal, idem_key, body_hash)
+        if replay is not None:
+            return replay, True
+    plan = plan_goal(goal, services.settings, services.registry)
+    # The API never runs skills itself: small jobs go to the fleet too.
+    plan = plan.model_copy(update={"inline": False})
+    validate_inputs(services, goal, plan)
+    job_id = new_job_id()
+    if idem_key is not None:
+        stored = json.dumps({"body": body_hash, "job_id": job_id})
+        with translated("reserving an Idempotency-Key"):
+            reserved = services.redis.set(
+                idem_key, stored, nx=True, ex=services.settings.api_idempotency_ttl_s
+            )
+        if not reserved:
+            replay = _replay(services, principal, idem_key, body_hash)
+            if replay is not None:
+                return replay, True
+            raise IdempotencyError(
+                "Idempotency-Key is in use by a request still in flight", in_flight=True
+            )
+    with services.dispatch_lock, broker_translated("publishing a job"):
+        handle = dispatch_plan(services.app, plan, tenant=principal.tenant, job_id=job_id)
+        release(handle)
+    accepted = {
+        "job_id": job_id,
+        "status": "running",
+        "total_tasks": len(handle.task_ids),
+        "links": links(job_id),
+    }
+    return accepted, False
+
+
+def _replay(
+    services: Services, principal: Principal, idem_key: str, body_hash: str
+) -> dict[str, Any] | None:
+    with translated("reading an Idempotency-Key"):
+        raw = services.redis.get(idem_key)
+    if raw is None:
+        return None
+    stored = json.loads(raw)
+    if stored["body"] != body_hash:
+        raise IdempotencyError(
+            "Idempotency-Key was already used with a different body; use a new key for a new job"
+        )
+    try:
+        job = services.ledger.get_job(stored["job_id"])
+    except JobNotFoundError as exc:
+        raise IdempotencyError(
+            "a request with this Idempotency-Key is still being recorded; retry in a second",
+            in_flight=True,
+        ) from exc
+    return {
+        "job_id": job.job_id,
+        "status": job.status,
+        "total_tasks": job.total_tasks,
+        "links": links(job.job_id),
+    }
+
+
+def get_job(services: Services, principal: Principal, job_id: str) -> JobRecord:
+    """The caller's job; another tenant's job is reported as missing (404, never 403)."""
+    job = services.ledger.get_job(job_id)
+    if job.tenant != principal.tenant:
+        raise JobNotFoundError(f"no job with id {job_id!r}")
+    return refresh(services, job)
+
+
+def refresh(services: Services, job: JobRecord) -> JobRecord:
+    """Mark a job failed when its reduce (the chord body) failed: nothing else would."""
+    if job.status in TERMINAL or not job.meta.get("has_reduce"):
+        return job
+    if job.done_tasks < job.total_tasks:
+        return job
+    with broker_translated("reading the reduce step's state"):
+        result = services.app.AsyncResult(f"{job.job_id}.reduce")
+        state = result.state
+        if state == "FAILURE":
+            error = f"reduce step failed: {type(result.result).__name__}: {result.result}"
+    if state != "FAILURE":
+        return job
+    services.ledger.set_status(job.job_id, "failed", error=error)
+    return services.ledger.get_job(job.job_id)
+
+
+def list_jobs(
+    services: Services, principal: Principal, offset: int, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    jobs = services.ledger.list_jobs(principal.tenant, offset, limit)
+    views = [job_view(job) for job in jobs]
+    following = f"/v1/jobs?offset={offset + limit}&limit={limit}" if len(jobs) == limit else None
+    return views, following
+
+
+def results(
+    services: Services, principal: Principal, job_id: str, after: int, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    get_job(services, principal, job_id)
+    events = services.ledger.events(job_id, after, limit)
+    items = [
+        {
+            "seq": event.seq,
+            "task_id": event.task_id,
+            "worker": event.worker,
+            "outcome": event.outcome,
+        }
+        for event in events
+    ]
+    following = None
+    if len(events) == limit:
+        following = f"/v1/jobs/{job_id}/results?after={events[-1].seq}&limit={limit}"
+    return items, following
+
+
+def revoke(services: Services, principal: Principal, job_id: str) -> JobRecord:
+    """Revoke every task of the job (and its reduce); finished jobs cannot be revoked."""
+    job = get_job(services, principal, job_id)
+    if job.status == "revoked":
+        return job
+    if job.status in TERMINAL:
+        raise JobStateError(f"job {job_id} already {job.status}; only unfinished jobs revoke")
+    task_ids = [*services.ledger.task_specs(job_id), f"{job_id}.reduce"]
+    with broker_translated("revoking a job's tasks"):
+        services.app.control.revoke(task_ids)
+    services.ledger.set_status(job_id, "revoked")
+    return services.ledger.get_job(job_id)

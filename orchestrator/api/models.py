@@ -1,0 +1,111 @@
+"""Response models of the API (they make the OpenAPI schema say what each route returns)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+JobStatus = Literal["accepted", "running", "succeeded", "failed", "revoked"]
+
+
+class FieldProblem(BaseModel):
+    """One invalid field of a request: where it is and what is wrong with it."""
+
+    field: str = Field(description="Dotted path of the field, for example steps.0.skill.")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The error itself: a stable code, a message that names the fix, and field problems."""
+
+    code: str = Field(description="Stable machine-readable code, for example rate_limited.")
+    message: str
+    fields: list[FieldProblem] = Field(default_factory=list)
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx and 5xx answer of the API has this shape."""
+
+    error: ErrorBody
+
+
+class JobLinks(BaseModel):
+    """Where to read a job, its results and its event stream."""
+
+    self: str
+    results: str
+    events: str
+
+
+class JobAccepted(BaseModel):
+    """Answer to a submission: the job is recorded in the ledger and its tasks are queued."""
+
+    job_id: str
+    status: JobStatus
+    total_tasks: int
+    links: JobLinks
+
+
+class Job(BaseModel):
+    """A job as the ledger holds it."""
+
+    job_id: str
+    name: str
+    status: JobStatus
+    created_at: float = Field(description="Unix time, seconds.")
+    updated_at: float = Field(description="Unix time, seconds.")
+    total_tasks: int
+    done_tasks: int
+    result: Any = Field(None, description="The reduce step's value, when the job has one.")
+    error: str | None = None
+    links: JobLinks
+
+
+class JobPage(BaseModel):
+    """One page of the caller's jobs, newest first."""
+
+    items: list[Job]
+    next: str | None = Field(None, description="URL of the next page, or null on the last.")
+
+
+class TaskResult(BaseModel):
+    """One finished task of a job: its outcomes in completion order (seq starts at 1)."""
+
+    seq: int
+    task_id: str
+    worker: str
+    outcome: Any = Field(description="The task's list of per-item outcomes.")
+
+
+class ResultPage(BaseModel):
+    """One page of a job's task results, in completion order."""
+
+    items: list[TaskResult]
+    next: str | None = Field(None, description="URL of the next page, or null when caught up.")
+
+
+class Skill(BaseModel):
+    """An installed skill and its input schema."""
+
+    name: str
+    description: str
+    task: str
+    cacheable: bool
+    input_schema: dict[str, Any]
+
+
+class SkillList(BaseModel):
+    items: list[Skill]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Whether the API can take jobs: Redis answers and at least one worker is ready."""
+
+    status: Literal["ready", "not_ready"]
+    redis: bool
+    workers: int

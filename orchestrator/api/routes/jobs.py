@@ -1,0 +1,138 @@
+"""/v1/jobs: submit, list, read, page results, follow events, revoke."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from orchestrator.api import jobs
+from orchestrator.api.errors import responses
+from orchestrator.api.models import Job, JobAccepted, JobPage, ResultPage
+from orchestrator.api.security import ReadPrincipal, ServicesDep, SubmitPrincipal
+from orchestrator.api.streams import JobEvents, parse_cursor
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="The job's id.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Same key and same body: the same job. Same key, other body: 422.",
+    ),
+]
+
+GOAL_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GoalSpec"}}},
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=responses(400, 409, 413, 415, 422),
+    openapi_extra=GOAL_BODY,
+    summary="Submit a goal spec as a job",
+)
+async def submit_job(
+    request: Request,
+    response: Response,
+    principal: SubmitPrincipal,
+    services: ServicesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """Plan the goal, record the job in the ledger, queue its tasks, then answer 202."""
+    body = await request.body()
+    data = jobs.decode_json(body, request.headers.get("content-type"))
+    goal, body_hash = jobs.parse_goal_body(data)
+    accepted, replayed = await run_in_threadpool(
+        jobs.submit, services, principal, goal, body_hash, idempotency_key
+    )
+    response.headers["Location"] = accepted["links"]["self"]
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return accepted
+
+
+@router.get("", response_model=JobPage, responses=responses(422), summary="List your jobs")
+def list_jobs(
+    principal: ReadPrincipal,
+    services: ServicesDep,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """The caller's tenant's jobs, newest first."""
+    items, following = jobs.list_jobs(services, principal, offset, limit)
+    return {"items": items, "next": following}
+
+
+@router.get("/{job_id}", response_model=Job, responses=responses(404, 422), summary="Read a job")
+def read_job(job_id: JobId, principal: ReadPrincipal, services: ServicesDep) -> dict[str, Any]:
+    return jobs.job_view(jobs.get_job(services, principal, job_id))
+
+
+@router.get(
+    "/{job_id}/results",
+    response_model=ResultPage,
+    responses=responses(404, 422),
+    summary="Page through a job's task results",
+)
+def read_results(
+    job_id: JobId,
+    principal: ReadPrincipal,
+    services: ServicesDep,
+    after: Annotated[int, Query(ge=0, le=100_000_000, description="Last seq seen.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Task results in completion order, after ``after`` (a ``seq``)."""
+    items, following = jobs.results(services, principal, job_id, after, limit)
+    return {"items": items, "next": following}
+
+
+@router.get(
+    "/{job_id}/events",
+    responses={
+        **responses(404, 422),
+        200: {
+            "description": "An event stream: result, progress, then end (or error).",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+    },
+    response_class=StreamingResponse,
+    summary="Follow a job as Server-Sent Events",
+)
+async def follow_events(
+    job_id: JobId,
+    principal: ReadPrincipal,
+    services: ServicesDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=200)] = None,
+    after: Annotated[int | None, Query(ge=0, le=100_000_000)] = None,
+) -> StreamingResponse:
+    """Each task result as it is recorded, progress after each batch, and a final ``end``."""
+    await run_in_threadpool(jobs.get_job, services, principal, job_id)
+    seq, stream_id = parse_cursor(last_event_id, after)
+    events = JobEvents(services, principal, job_id)
+    return StreamingResponse(
+        events.stream(seq, stream_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.delete(
+    "/{job_id}",
+    response_model=Job,
+    responses=responses(404, 409, 422),
+    summary="Revoke a job's tasks",
+)
+def revoke_job(job_id: JobId, principal: SubmitPrincipal, services: ServicesDep) -> dict[str, Any]:
+    return jobs.job_view(jobs.revoke(services, principal, job_id))
