@@ -36,7 +36,8 @@ class LiveApi:
 
     def client(self, key: str | None = None, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        client = httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+        kwargs.setdefault("timeout", 30)
+        client = httpx.Client(base_url=self.url, headers=headers, **kwargs)
         self.clients.append(client)
         return client
 
