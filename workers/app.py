@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import Celery, Task
 
+from workers.cache import CacheProvider, install_cache
 from workers.errors import ConfigError
 from workers.executor import SkillExecutor
 from workers.keys import Keys
@@ -28,6 +29,7 @@ class Runtime:
         self.registry = registry
         self.keys = Keys(settings.key_prefix)
         self.executor = SkillExecutor(settings, registry)
+        self.cache: CacheProvider = install_cache(self)
         self._ledger: Ledger | None = None
 
     @property

@@ -90,6 +90,9 @@ class Keys:
     def cache_stats_pattern(self) -> str:
         return f"{self.prefix}:cache:stats:*"
 
+    def cache_ack(self, message_id: str) -> str:
+        return f"{self.prefix}:cache:ack:{message_id}"
+
     # metrics
     def metrics_bucket(self, kind: str, name: str, bucket: int) -> str:
         return f"{self.prefix}:metrics:{kind}:{name}:{bucket}"

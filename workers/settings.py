@@ -101,10 +101,14 @@ class Settings(BaseSettings):
     response_cache_ttl: int = Field(3600, ge=1, le=31_536_000, description="seconds")
     embedding_cache_enabled: bool = True
     embedding_cache_size: int = Field(10_000, ge=1, le=10_000_000)
+    embedding_cache_ttl: int = Field(86_400, ge=1, le=31_536_000, description="seconds")
     cache_auto_invalidate: bool = True
     cache_auto_invalidate_interval: int = Field(300, ge=1, le=86_400, description="seconds")
     cache_max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="L1 byte bound per cache")
     cache_hmac_key: SecretStr = SecretStr("victor-fleet-dev-key-change-me")
+    cache_single_flight_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="how long a miss waits for another process's value"
+    )
 
     # --- memory ---------------------------------------------------------------------------
     memory_limit_mb: int = Field(1024, ge=32, le=1_048_576)

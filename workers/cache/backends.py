@@ -1,0 +1,324 @@
+"""L2 backends: Redis for a fleet, an in-memory stand-in for one process (tests, contract).
+
+This is the boundary module for the cache: redis exceptions become BackendUnavailableError
+here, and a backend that failed stays "down" for a short back-off so a dead Redis costs one
+error per back-off, not one timeout per lookup.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import redis
+
+from workers.errors import BackendUnavailableError
+from workers.redis_client import redis_client
+
+Handler = Callable[[bytes], None]
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+class Subscription(Protocol):
+    def poll(self, timeout_s: float) -> bytes | None: ...
+
+    def close(self) -> None: ...
+
+
+class L2Backend(Protocol):
+    """What the multi-level cache needs from its shared level."""
+
+    retry_after_s: float
+
+    def available(self) -> bool: ...
+
+    def mark_down(self) -> None: ...
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def get_and_check_lock(self, key: str, lock_key: str) -> tuple[bytes | None, bool]: ...
+
+    def set(self, key: str, raw: bytes, ttl_s: float) -> None: ...
+
+    def acquire(self, lock_key: str, token: str, ttl_s: float) -> bool: ...
+
+    def release(self, lock_key: str, token: str) -> None: ...
+
+    def delete_matching(self, pattern: str) -> int: ...
+
+    def values_matching(self, pattern: str) -> list[bytes]: ...
+
+    def put_value(self, key: str, raw: bytes, ttl_s: float) -> None: ...
+
+    def publish(self, channel: str, message: bytes) -> int: ...
+
+    def subscribe(self, channel: str) -> Subscription: ...
+
+    def push_ack(self, key: str, ttl_s: float) -> None: ...
+
+    def wait_acks(self, key: str, count: int, timeout_s: float) -> int: ...
+
+
+class _Circuit:
+    """Down-for-a-while state shared by one backend's callers."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        self._down_until = 0.0
+
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def mark_down(self) -> None:
+        self._down_until = time.monotonic() + self.retry_after_s
+
+
+class RedisBackend(_Circuit):
+    """L2 on Redis; every call raises BackendUnavailableError when Redis cannot be used."""
+
+    def __init__(self, url: str, retry_after_s: float = 1.0, timeout_s: float = 2.0) -> None:
+        super().__init__(retry_after_s)
+        self.url = url
+        self._timeout_s = timeout_s
+        self._release: Any = None
+
+    @property
+    def client(self) -> redis.Redis:
+        return redis_client(self.url, self._timeout_s)
+
+    @contextmanager
+    def _translated(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as exc:
+            self.mark_down()
+            raise BackendUnavailableError(
+                f"cache Redis at {self.url} failed while {what}: {exc}; the cache serves from "
+                "this process (L1) until it returns; check VICTOR_CACHE_URL / VICTOR_REDIS_URL"
+            ) from exc
+
+    def get(self, key: str) -> bytes | None:
+        with self._translated("reading a cache value"):
+            return self.client.get(key)  # type: ignore[return-value]
+
+    def get_and_check_lock(self, key: str, lock_key: str) -> tuple[bytes | None, bool]:
+        with self._translated("waiting for a cache value"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(key)
+            pipe.exists(lock_key)
+            raw, locked = pipe.execute()
+        return raw, bool(locked)
+
+    def set(self, key: str, raw: bytes, ttl_s: float) -> None:
+        with self._translated("storing a cache value"):
+            self.client.set(key, raw, px=max(1, int(ttl_s * 1000)))
+
+    put_value = set
+
+    def acquire(self, lock_key: str, token: str, ttl_s: float) -> bool:
+        with self._translated("taking a single-flight lock"):
+            return bool(self.client.set(lock_key, token, nx=True, px=max(1, int(ttl_s * 1000))))
+
+    def release(self, lock_key: str, token: str) -> None:
+        with self._translated("releasing a single-flight lock"):
+            if self._release is None:
+                self._release = self.client.register_script(_RELEASE)
+            self._release(keys=[lock_key], args=[token], client=self.client)
+
+    def delete_matching(self, pattern: str) -> int:
+        """Delete keys matching ``pattern`` with SCAN (never KEYS), in batches."""
+        removed = 0
+        with self._translated("invalidating cache keys"):
+            batch: list[bytes] = []
+            for key in self.client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    removed += int(self.client.unlink(*batch))
+                    batch = []
+            if batch:
+                removed += int(self.client.unlink(*batch))
+        return removed
+
+    def values_matching(self, pattern: str) -> list[bytes]:
+        with self._translated("reading cache statistics"):
+            keys = list(self.client.scan_iter(match=pattern, count=1000))
+            if not keys:
+                return []
+            values: list[Any] = self.client.mget(keys)
+            return [value for value in values if isinstance(value, bytes)]
+
+    def publish(self, channel: str, message: bytes) -> int:
+        with self._translated("broadcasting a cache invalidation"):
+            return int(self.client.publish(channel, message))
+
+    def subscribe(self, channel: str) -> RedisSubscription:
+        return RedisSubscription(self, channel)
+
+    def push_ack(self, key: str, ttl_s: float) -> None:
+        with self._translated("acknowledging a cache invalidation"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.rpush(key, b"1")
+            pipe.expire(key, max(1, int(ttl_s)))
+            pipe.execute()
+
+    def wait_acks(self, key: str, count: int, timeout_s: float) -> int:
+        """Wait until ``count`` acknowledgements arrived on ``key`` or ``timeout_s`` passed."""
+        deadline = time.monotonic() + timeout_s
+        with self._translated("waiting for invalidation acknowledgements"):
+            while True:
+                got = int(self.client.llen(key))
+                if got >= count or time.monotonic() >= deadline:
+                    self.client.delete(key)
+                    return got
+                time.sleep(0.005)
+
+
+class RedisSubscription:
+    """A pub/sub subscription that reports a lost connection as BackendUnavailableError."""
+
+    def __init__(self, backend: RedisBackend, channel: str) -> None:
+        self._backend = backend
+        self._channel = channel
+        with backend._translated("subscribing to cache invalidations"):
+            # A connection of its own, without a read timeout: it waits for messages.
+            self._client = redis.Redis.from_url(
+                backend.url, socket_connect_timeout=backend._timeout_s, health_check_interval=10
+            )
+            self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            self._pubsub.subscribe(channel)
+
+    def poll(self, timeout_s: float) -> bytes | None:
+        with self._backend._translated("listening for cache invalidations"):
+            message = self._pubsub.get_message(timeout=timeout_s)
+        if message is None or message.get("type") != "message":
+            return None
+        data = message.get("data")
+        return data if isinstance(data, bytes) else None
+
+    def close(self) -> None:
+        try:
+            self._pubsub.close()
+            self._client.close()
+        except redis.RedisError:
+            pass
+
+
+class MemoryBackend(_Circuit):
+    """L2 in this process's memory: the Redis backend's contract, for tests and one process."""
+
+    def __init__(self, retry_after_s: float = 1.0) -> None:
+        super().__init__(retry_after_s)
+        self._values: dict[str, tuple[bytes, float]] = {}
+        self._lists: dict[str, int] = {}
+        self._subscribers: dict[str, list[MemorySubscription]] = {}
+        self._lock = threading.Lock()
+
+    def _live(self, key: str) -> bytes | None:
+        entry = self._values.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= time.monotonic():
+            del self._values[key]
+            return None
+        return entry[0]
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            return self._live(key)
+
+    def get_and_check_lock(self, key: str, lock_key: str) -> tuple[bytes | None, bool]:
+        with self._lock:
+            return self._live(key), self._live(lock_key) is not None
+
+    def set(self, key: str, raw: bytes, ttl_s: float) -> None:
+        with self._lock:
+            self._values[key] = (raw, time.monotonic() + ttl_s)
+
+    put_value = set
+
+    def acquire(self, lock_key: str, token: str, ttl_s: float) -> bool:
+        with self._lock:
+            if self._live(lock_key) is not None:
+                return False
+            self._values[lock_key] = (token.encode(), time.monotonic() + ttl_s)
+            return True
+
+    def release(self, lock_key: str, token: str) -> None:
+        with self._lock:
+            if self._live(lock_key) == token.encode():
+                del self._values[lock_key]
+
+    def delete_matching(self, pattern: str) -> int:
+        with self._lock:
+            doomed = [key for key in self._values if fnmatch.fnmatchcase(key, pattern)]
+            for key in doomed:
+                del self._values[key]
+        return len(doomed)
+
+    def values_matching(self, pattern: str) -> list[bytes]:
+        with self._lock:
+            keys = [key for key in self._values if fnmatch.fnmatchcase(key, pattern)]
+            return [value for key in keys if (value := self._live(key)) is not None]
+
+    def publish(self, channel: str, message: bytes) -> int:
+        with self._lock:
+            subscribers = list(self._subscribers.get(channel, ()))
+        for subscriber in subscribers:
+            subscriber.deliver(message)
+        return len(subscribers)
+
+    def subscribe(self, channel: str) -> MemorySubscription:
+        subscription = MemorySubscription(self, channel)
+        with self._lock:
+            self._subscribers.setdefault(channel, []).append(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: MemorySubscription) -> None:
+        with self._lock:
+            listeners = self._subscribers.get(subscription.channel, [])
+            if subscription in listeners:
+                listeners.remove(subscription)
+
+    def push_ack(self, key: str, ttl_s: float) -> None:
+        with self._lock:
+            self._lists[key] = self._lists.get(key, 0) + 1
+
+    def wait_acks(self, key: str, count: int, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                got = self._lists.get(key, 0)
+                if got >= count or time.monotonic() >= deadline:
+                    self._lists.pop(key, None)
+                    return got
+            time.sleep(0.002)
+
+
+class MemorySubscription:
+    def __init__(self, backend: MemoryBackend, channel: str) -> None:
+        self._backend = backend
+        self.channel = channel
+        self._queue: list[bytes] = []
+        self._ready = threading.Condition()
+
+    def deliver(self, message: bytes) -> None:
+        with self._ready:
+            self._queue.append(message)
+            self._ready.notify()
+
+    def poll(self, timeout_s: float) -> bytes | None:
+        with self._ready:
+            if not self._queue:
+                self._ready.wait(timeout_s)
+            return self._queue.pop(0) if self._queue else None
+
+    def close(self) -> None:
+        self._backend.unsubscribe(self)

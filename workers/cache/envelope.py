@@ -1,0 +1,74 @@
+"""L2 values: JSON with a schema version and an HMAC over the key, expiry and data.
+
+Wire form (valid JSON): ``{"v":1,"mac":"<hex>","body":{"key":...,"exp":...,"data":...}}``.
+The MAC covers the body's exact bytes and the body names its key, so a value that was edited,
+written by another deployment (other HMAC key) or copied to another key (another tenant's) is
+rejected. Nothing read from Redis is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+SCHEMA_VERSION = 1
+_HEAD = b'{"v":1,"mac":"'
+_MID = b'","body":'
+_MAC_HEX = 64
+_BODY_START = len(_HEAD) + _MAC_HEX + len(_MID)
+
+
+@dataclass(frozen=True)
+class Unsealed:
+    """A verified L2 value: its data and its wall-clock expiry."""
+
+    data: Any
+    expires_at: float
+
+
+def encode(value: Any) -> bytes:
+    """Compact JSON of ``value``; raises TypeError/ValueError when it is not JSON."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def seal(secret: bytes, key: str, data_json: bytes, expires_at: float) -> bytes:
+    """Wrap already-encoded ``data_json`` for ``key`` with its expiry and MAC."""
+    body = b"".join(
+        (
+            b'{"key":',
+            encode(key),
+            b',"exp":',
+            repr(round(expires_at, 3)).encode(),
+            b',"data":',
+            data_json,
+            b"}",
+        )
+    )
+    mac = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
+    return b"".join((_HEAD, mac, _MID, body, b"}"))
+
+
+def unseal(secret: bytes, key: str, raw: bytes) -> Unsealed | None:
+    """The verified value of ``raw`` for ``key``, or None if it is foreign or tampered."""
+    if len(raw) <= _BODY_START or not raw.startswith(_HEAD) or not raw.endswith(b"}"):
+        return None
+    mac = raw[len(_HEAD) : len(_HEAD) + _MAC_HEX]
+    if raw[len(_HEAD) + _MAC_HEX : _BODY_START] != _MID:
+        return None
+    body = raw[_BODY_START:-1]
+    expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
+    if not hmac.compare_digest(mac, expected):
+        return None
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(decoded, dict) or decoded.get("key") != key:
+        return None
+    expires_at = decoded.get("exp")
+    if not isinstance(expires_at, int | float):
+        return None
+    return Unsealed(decoded.get("data"), float(expires_at))

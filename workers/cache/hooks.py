@@ -1,0 +1,112 @@
+"""Plug the caches into a runtime: the executor's response-cache hook, and the skills' access."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from workers.cache.keying import check_tenant, file_fingerprint, scoped_tenant
+from workers.cache.manager import CacheManager, cache_manager
+from workers.errors import ConfigError
+from workers.settings import Settings
+from workers.skills.spec import SkillSpec
+
+_forks = 0
+
+
+def _after_fork_in_child() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class CacheProvider:
+    """Returns this process's cache manager for one settings object (created on first use).
+
+    Kept by the runtime, so the manager lives as long as the app; after a fork the child
+    builds its own (threads and sockets do not cross a fork).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._manager: CacheManager | None = None
+        self._forks = -1
+
+    def __call__(self) -> CacheManager:
+        if self._manager is None or self._forks != _forks:
+            self._manager = cache_manager(self.settings)
+            self._forks = _forks
+        return self._manager
+
+    @property
+    def started(self) -> CacheManager | None:
+        """The manager if this process already made one (never creates it)."""
+        return self._manager if self._forks == _forks else None
+
+
+def skill_environment(settings: Settings) -> dict[str, Any]:
+    """Settings a skill's result may depend on: part of every response-cache key."""
+    return {
+        "max_file_bytes": settings.max_file_bytes,
+        "allowed_roots": sorted(os.path.realpath(root) for root in settings.allowed_roots),
+        "provider": settings.provider,
+        "model": settings.model,
+    }
+
+
+TENANT_HEADER = "victor_tenant"
+
+
+def task_tenant() -> str | None:
+    """The tenant of the Celery task running in this thread (message header ``victor_tenant``)."""
+    from celery import current_task
+
+    if not current_task:
+        return None
+    request = current_task.request
+    tenant = getattr(request, TENANT_HEADER, None)
+    if tenant is None:
+        tenant = (getattr(request, "headers", None) or {}).get(TENANT_HEADER)
+    if not isinstance(tenant, str):
+        return None
+    try:
+        return check_tenant(tenant)
+    except ConfigError:
+        return None
+
+
+class ResponseCacheHook:
+    """The executor's cache hook: cacheable skills go through the ``response`` cache."""
+
+    def __init__(self, provider: CacheProvider) -> None:
+        self.provider = provider
+
+    def __call__(self, spec: SkillSpec, model: BaseModel, compute: Callable[[], Any]) -> Any:
+        cache = self.provider().response
+        if not cache.enabled():
+            return compute()
+        material: dict[str, Any] = {
+            "input": model.model_dump(mode="json"),
+            "env": skill_environment(self.provider.settings),
+        }
+        if spec.file_param:
+            fingerprint = file_fingerprint(str(getattr(model, spec.file_param)))
+            if fingerprint is None:
+                return compute()  # let the skill report the missing or unreadable file
+            material["file"] = fingerprint
+        key = cache.key(spec.name, spec.version, material, tenant=scoped_tenant() or task_tenant())
+        return cache.get_or_compute(key, compute)
+
+
+def install_cache(runtime: Any) -> CacheProvider:
+    """Wire the caches into an app's runtime (executor hook and the skills' ``cache`` service)."""
+    provider = CacheProvider(runtime.settings)
+    runtime.cache = provider
+    runtime.executor.cache_hook = ResponseCacheHook(provider)
+    runtime.executor.context.services["cache"] = provider
+    return provider

@@ -1,0 +1,323 @@
+"""A named cache: L1 in this process, L2 shared in Redis, single-flight, stats."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from workers.cache.backends import L2Backend
+from workers.cache.envelope import encode, seal, unseal
+from workers.cache.keying import current_tenant, digest
+from workers.cache.memory import MISSING, LRUStore
+from workers.errors import BackendUnavailableError
+from workers.keys import Keys
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class Counters:
+    """What one cache (or one namespace of it) has seen in this process."""
+
+    l1_hits: int = 0
+    l1_misses: int = 0
+    l2_hits: int = 0
+    l2_misses: int = 0
+    misses: int = 0
+    computations: int = 0
+    waits: int = 0
+    wait_timeouts: int = 0
+    bypassed: int = 0
+    rejected: int = 0
+    uncacheable: int = 0
+    errors: int = 0
+
+    def add(self, other: Counters) -> None:
+        for item in fields(self):
+            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+
+    def as_dict(self) -> dict[str, Any]:
+        values: dict[str, Any] = {item.name: getattr(self, item.name) for item in fields(self)}
+        return with_rates(values)
+
+
+def with_rates(values: dict[str, Any]) -> dict[str, Any]:
+    """Add ``hits``, ``hit_rate`` and ``miss_rate`` to summed counters."""
+    hits = values.get("l1_hits", 0) + values.get("l2_hits", 0)
+    lookups = hits + values.get("misses", 0)
+    values["hits"] = hits
+    values["hit_rate"] = round(hits / lookups, 4) if lookups else 0.0
+    values["miss_rate"] = round(values.get("misses", 0) / lookups, 4) if lookups else 0.0
+    return values
+
+
+@dataclass
+class CacheConfig:
+    """Where a named cache reads its switches and bounds (live, from Settings)."""
+
+    enabled: Callable[[], bool]
+    max_entries: Callable[[], int]
+    max_bytes: Callable[[], int]
+    ttl_s: Callable[[], float]
+    namespace_enabled: Callable[[str], bool] = field(default=lambda _name: True)
+
+
+class NamedCache:
+    """One of the named caches (tool_selection, response, embedding) on the L1+L2 mechanism."""
+
+    def __init__(
+        self,
+        name: str,
+        config: CacheConfig,
+        keys: Keys,
+        default_tenant: Callable[[], str],
+        secret: bytes,
+        l2: L2Backend | None,
+        flight_timeout_s: Callable[[], float],
+        generation: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.keys = keys
+        self._default_tenant = default_tenant
+        self._secret = secret
+        self.l2 = l2
+        self._flight_timeout_s = flight_timeout_s
+        self._generation = generation
+        self.l1 = LRUStore(config.max_entries, config.max_bytes)
+        self._counters: dict[str, Counters] = {}
+        self._lock = threading.Lock()
+        self._flights: dict[str, threading.Event] = {}
+        self.changed = False  # stats changed since the last publication
+
+    # --- keys --------------------------------------------------------------------------
+    def key(self, skill: str, version: str, material: Any, tenant: str | None = None) -> str:
+        """``prefix:tenant:cache:<name>:skill:version:sha256(canonical material)``."""
+        tenant = tenant or current_tenant(self._default_tenant())
+        return self.keys.cache(tenant, self.name, skill, version, digest(material))
+
+    def enabled(self, namespace: str | None = None) -> bool:
+        config = self.config
+        return config.enabled() and (namespace is None or config.namespace_enabled(namespace))
+
+    # --- lookups -----------------------------------------------------------------------
+    def _count(self, namespace: str | None) -> Counters:
+        label = namespace or ""
+        counters = self._counters.get(label)
+        if counters is None:
+            counters = self._counters.setdefault(label, Counters())
+        self.changed = True
+        return counters
+
+    def get(self, key: str, namespace: str | None = None) -> Any:
+        """The cached value (L1, then L2) or ``MISSING``; counts the lookup."""
+        value = self.l1.get(key)
+        with self._lock:
+            counters = self._count(namespace)
+            if value is not MISSING:
+                counters.l1_hits += 1
+                return value
+            counters.l1_misses += 1
+        found = self._l2_get(key, namespace)
+        with self._lock:
+            if found is MISSING:
+                counters.misses += 1
+        return found
+
+    def get_or_compute(self, key: str, compute: Callable[[], T], namespace: str | None = None) -> T:
+        """The cached value for ``key``, else ``compute()`` once across the fleet, stored."""
+        if not self.enabled(namespace):
+            with self._lock:
+                self._count(namespace).bypassed += 1
+            return compute()
+        value = self.l1.get(key)
+        with self._lock:
+            counters = self._count(namespace)
+            if value is not MISSING:
+                counters.l1_hits += 1
+                return value  # type: ignore[no-any-return]
+            counters.l1_misses += 1
+            event = self._flights.get(key)
+            leader = event is None
+            if leader:
+                event = self._flights[key] = threading.Event()
+        assert event is not None
+        if not leader:
+            # Another thread of this process computes this key: wait for it, then look again.
+            with self._lock:
+                counters.waits += 1
+            event.wait(self._flight_timeout_s())
+            value = self.l1.get(key)
+            if value is not MISSING:
+                with self._lock:
+                    counters.l1_hits += 1
+                return value  # type: ignore[no-any-return]
+        try:
+            return self._fill(key, compute, namespace, counters)
+        finally:
+            if leader:
+                with self._lock:
+                    self._flights.pop(key, None)
+                event.set()
+
+    def set(self, key: str, value: Any, namespace: str | None = None) -> bool:
+        """Store ``value`` in L1 and L2; False when it is not JSON (then nothing is stored)."""
+        try:
+            data = encode(value)
+        except (TypeError, ValueError):
+            with self._lock:
+                self._count(namespace).uncacheable += 1
+            return False
+        self._store(key, value, data, self.config.ttl_s(), namespace)
+        return True
+
+    def _fill(
+        self, key: str, compute: Callable[[], T], namespace: str | None, counters: Counters
+    ) -> T:
+        generation = self._generation()
+        token: str | None = None
+        lock_key = self.keys.cache_lock(key)
+        if self._l2_usable():
+            found = self._l2_get(key, namespace)
+            if found is not MISSING:
+                return found  # type: ignore[no-any-return]
+            token = uuid.uuid4().hex
+            acquired = self._l2_call(
+                namespace,
+                lambda: self.l2.acquire(lock_key, token, self._flight_timeout_s()),  # type: ignore[union-attr,arg-type]
+            )
+            if acquired is False:
+                token = None
+                found = self._await_l2(key, lock_key, namespace, counters)
+                if found is not MISSING:
+                    return found  # type: ignore[no-any-return]
+            elif acquired is MISSING:
+                token = None
+        with self._lock:
+            counters.misses += 1
+            counters.computations += 1
+        try:
+            value = compute()
+            if generation == self._generation():  # not invalidated while computing
+                self.set(key, value, namespace)
+        finally:
+            if token is not None:
+                self._l2_call(namespace, lambda: self.l2.release(lock_key, token))  # type: ignore[union-attr]
+        return value
+
+    def _await_l2(self, key: str, lock_key: str, namespace: str | None, counters: Counters) -> Any:
+        """Another process holds the key's lock: poll for its value until the timeout."""
+        with self._lock:
+            counters.waits += 1
+        deadline = time.monotonic() + self._flight_timeout_s()
+        pause = 0.002
+        while time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            result = self._l2_call(
+                namespace,
+                lambda: self.l2.get_and_check_lock(key, lock_key),  # type: ignore[union-attr]
+            )
+            if result is MISSING:
+                return MISSING
+            raw, locked = result
+            if raw is not None:
+                value = self._accept(key, raw, namespace)
+                if value is not MISSING:
+                    with self._lock:
+                        counters.l2_hits += 1
+                    return value
+            if not locked:
+                return MISSING  # the computing process gave up; compute here
+        with self._lock:
+            counters.wait_timeouts += 1
+        return MISSING
+
+    # --- L2 ----------------------------------------------------------------------------
+    def _l2_usable(self) -> bool:
+        return self.l2 is not None and self.l2.available()
+
+    def _l2_call(self, namespace: str | None, call: Callable[[], Any]) -> Any:
+        if not self._l2_usable():
+            return MISSING
+        try:
+            return call()
+        except BackendUnavailableError as exc:
+            with self._lock:
+                self._count(namespace).errors += 1
+            logger.warning("%s", exc)
+            return MISSING
+
+    def _l2_get(self, key: str, namespace: str | None) -> Any:
+        if not self._l2_usable():
+            return MISSING
+        raw = self._l2_call(namespace, lambda: self.l2.get(key))  # type: ignore[union-attr]
+        if raw is MISSING:
+            return MISSING
+        value = MISSING if raw is None else self._accept(key, raw, namespace)
+        with self._lock:
+            counters = self._count(namespace)
+            if value is MISSING:
+                counters.l2_misses += 1
+            else:
+                counters.l2_hits += 1
+        return value
+
+    def _accept(self, key: str, raw: bytes, namespace: str | None) -> Any:
+        """Verify an L2 value and copy it into L1 with the expiry it already had."""
+        unsealed = unseal(self._secret, key, raw)
+        if unsealed is None:
+            with self._lock:
+                self._count(namespace).rejected += 1
+            logger.warning("discarded a cache value that failed its HMAC check: %s", key)
+            return MISSING
+        remaining = unsealed.expires_at - time.time()
+        if remaining <= 0:
+            return MISSING
+        self.l1.put(key, unsealed.data, len(key) + len(raw), remaining)
+        return unsealed.data
+
+    def _store(
+        self, key: str, value: Any, data: bytes, ttl_s: float, namespace: str | None
+    ) -> None:
+        self.l1.put(key, value, len(key) + len(data) + 100, ttl_s)
+        if self._l2_usable():
+            raw = seal(self._secret, key, data, time.time() + ttl_s)
+            self._l2_call(namespace, lambda: self.l2.set(key, raw, ttl_s))  # type: ignore[union-attr]
+
+    # --- maintenance -------------------------------------------------------------------
+    def clear_expired(self) -> int:
+        removed = self.l1.clear_expired()
+        if removed:
+            self.changed = True
+        return removed
+
+    def stats(self) -> dict[str, Any]:
+        """This process's figures for this cache, and per namespace when it has some."""
+        total = Counters()
+        with self._lock:
+            namespaces = {label: Counters(**vars(c)) for label, c in self._counters.items()}
+        for counters in namespaces.values():
+            total.add(counters)
+        result = total.as_dict()
+        result.update(
+            enabled=self.config.enabled(),
+            current_size=len(self.l1),
+            max_size=self.l1.max_entries,
+            bytes=self.l1.bytes,
+            max_bytes=self.l1.max_bytes,
+            evictions=self.l1.evictions,
+            expirations=self.l1.expirations,
+            ttl_s=self.config.ttl_s(),
+        )
+        labelled = {label: c.as_dict() for label, c in namespaces.items() if label}
+        if labelled:
+            result["namespaces"] = labelled
+        return result
