@@ -56,6 +56,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
+        # A hard time limit kills the pool child: requeue (the ledger's delivery cap bounds the
+        # retries) instead of acking a task that never finished.
+        "task_acks_on_timeout": False,
+        # billiard waits this long after a pool child died before it raises WorkerLostError
+        # (default 10 s); a task whose time limit fires first is handled as a timeout instead.
+        "worker_lost_wait": 1.0,
         "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
         "worker_concurrency": settings.effective_concurrency,
         "task_time_limit": settings.task_time_limit_s,
