@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
+from workers.reporting import install as install_reporting
 from workers.settings import Mode
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ def connect(app: Celery) -> None:
     """Attach the hooks to ``app`` (signals are process-wide, so connect once)."""
     global _connected
     _apps.append(app)
+    install_reporting(app)  # metrics, memory limits, maintenance tasks (workers.reporting)
     if _connected:
         return
     _connected = True

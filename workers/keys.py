@@ -102,3 +102,37 @@ class Keys:
 
     def metrics_process_pattern(self) -> str:
         return f"{self.prefix}:metrics:proc:*"
+
+    def metrics_processes(self) -> str:
+        return f"{self.prefix}:metrics:procs"
+
+    def metrics_skills(self) -> str:
+        return f"{self.prefix}:metrics:skills"
+
+    def metrics_worker(self, hostname: str) -> str:
+        return f"{self.prefix}:metrics:worker:{hostname}"
+
+    def metrics_workers(self) -> str:
+        return f"{self.prefix}:metrics:workers"
+
+    def metrics_job(self, job_id: str) -> str:
+        return f"{self.prefix}:metrics:job:{job_id}"
+
+    def broker_queue(self, queue: str) -> str:
+        return f"{self.broker_prefix}{queue}"
+
+    # monitoring and memory
+    def monitor_state(self) -> str:
+        return f"{self.prefix}:monitor:state"
+
+    def monitor_lock(self) -> str:
+        return f"{self.prefix}:monitor:lock"
+
+    def episodes(self) -> str:
+        return f"{self.prefix}:memory:episodes"
+
+    def episodes_index(self) -> str:
+        return f"{self.prefix}:memory:episodes:index"
+
+    def facts(self) -> str:
+        return f"{self.prefix}:memory:facts"

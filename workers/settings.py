@@ -119,6 +119,24 @@ class Settings(BaseSettings):
     enable_semantic_memory: bool = True
     use_memory_pools: bool = True
     memory_pool_size: int = Field(10, ge=1, le=10_000)
+    episodic_memory_retention_days: int = Field(30, ge=1, le=3650)
+    memory_consolidate_interval_s: int = Field(300, ge=1, le=86_400)
+
+    # --- metrics and monitoring -----------------------------------------------------------
+    metrics_enabled: bool = True
+    metrics_flush_interval_s: float = Field(1.0, gt=0, le=60)
+    metrics_bucket_s: int = Field(10, ge=1, le=3600)
+    metrics_retention_s: int = Field(900, ge=10, le=86_400)
+    metrics_window_s: int = Field(60, ge=1, le=86_400)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9808, ge=1, le=65_535)
+    alert_avg_latency_ms: float = Field(2000.0, gt=0, le=86_400_000)
+    alert_memory_fraction: float = Field(0.9, gt=0.0, le=1.0)
+    alert_error_rate: float = Field(0.05, ge=0.0, le=1.0)
+    alert_min_tasks: int = Field(5, ge=1, le=1_000_000)
+    alert_debounce_s: float = Field(30.0, ge=0, le=86_400)
+    alert_webhook_url: str = ""
+    monitor_interval_s: float = Field(10.0, gt=0, le=86_400)
 
     # --- providers ------------------------------------------------------------------------
     provider: Literal["none", "openai", "anthropic", "ollama", "vllm", "local"] = "none"
@@ -208,6 +226,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_ordering(self) -> Settings:
+        if not self.metrics_bucket_s <= self.metrics_window_s <= self.metrics_retention_s:
+            raise ValueError(
+                "metrics windows must be ordered metrics_bucket_s <= metrics_window_s <= "
+                f"metrics_retention_s; got {self.metrics_bucket_s} <= {self.metrics_window_s} "
+                f"<= {self.metrics_retention_s}: raise VICTOR_METRICS_RETENTION_S or lower "
+                "VICTOR_METRICS_WINDOW_S"
+            )
         if not self.task_soft_time_limit_s <= self.task_time_limit_s:
             raise ValueError(
                 f"task_soft_time_limit_s ({self.task_soft_time_limit_s}) must not exceed "
