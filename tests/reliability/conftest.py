@@ -90,14 +90,16 @@ class Scenario:
                 time.sleep(0.1)
         if pending:
             stuck = [self.ledger.get_job(job_id) for job_id in list(pending)[:3]]
-            detail = ", ".join(f"{j.job_id} {j.status} {j.done_tasks}/{j.total_tasks}" for j in stuck)
+            detail = ", ".join(
+                f"{j.job_id} {j.status} {j.done_tasks}/{j.total_tasks}" for j in stuck
+            )
             raise AssertionError(f"{len(pending)} job(s) unfinished after {timeout_s} s: {detail}")
         return [done[handle.job_id] for handle in handles]
 
     def executions(self) -> int:
         if not self.oracle.exists():
             return 0
-        return sum(1 for line in self.oracle.read_text().splitlines() if '"start"' in line)
+        return sum(1 for line in self.oracle.read_text().splitlines() if '"kind":"start"' in line)
 
     def running(self) -> list[dict[str, Any]]:
         """Executions started but not ended (from the oracle)."""

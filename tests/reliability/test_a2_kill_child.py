@@ -39,7 +39,10 @@ def _run(scenario_factory, worker_factory, jobs: int, name: str) -> AuditResult:
     jobs_done = scenario.wait(timeout_s=90)
     assert all(job.status == "succeeded" for job in jobs_done)
     result = audit(
-        name, scenario.oracle, scenario.submitted, fault_at=fault_at,
+        name,
+        scenario.oracle,
+        scenario.submitted,
+        fault_at=fault_at,
         extra={"victim": victim["task_key"]},
     )
     result.check(max_dup_exec=2)  # the killed execution (and at most one more in flight)
@@ -60,15 +63,19 @@ def test_a2_control_without_reject_on_worker_lost_loses_the_task(
     others = [h for h in scenario.handles if h.job_id != victim["task_key"]]
     # Every other job finishes; the victim's never does (no reconciler runs here).
     victim_job = next(
-        h for h, key in zip(scenario.handles, scenario.submitted, strict=True)
+        h
+        for h, key in zip(scenario.handles, scenario.submitted, strict=True)
         if key == victim["task_key"]
     )
     scenario.wait(timeout_s=60, handles=[h for h in others if h is not victim_job])
     time.sleep(2)
     assert scenario.ledger.get_job(victim_job.job_id).status == "running"
     result = audit(
-        "A2-control", scenario.oracle, scenario.submitted, fault_at=fault_at,
-        extra={"victim": victim["task_key"]}, write=True,
+        "A2-control",
+        scenario.oracle,
+        scenario.submitted,
+        fault_at=fault_at,
+        extra={"victim": victim["task_key"]},
+        write=True,
     )
     assert result.lost == 1, result
-
