@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 
 from orchestrator.api.body_limit import BodyLimitMiddleware
@@ -25,7 +26,12 @@ def create_api(settings: Settings | None = None, celery_app: Celery | None = Non
     """Build the API for ``settings`` (distributed mode); no network I/O happens here."""
     settings = settings or load_settings()
     services = build_services(settings, celery_app)
-    api = FastAPI(title="victor-fleet", version="1", description=DESCRIPTION)
+    api = FastAPI(
+        title="victor-fleet",
+        version="1",
+        description=DESCRIPTION,
+        dependencies=[Depends(reject_unknown_query)],
+    )
     api.state.services = services
     api.state.key_store = KeyStore(services.keys, services.redis, settings.api_keys_file)
     install_handlers(api)
@@ -36,6 +42,35 @@ def create_api(settings: Settings | None = None, celery_app: Celery | None = Non
     api.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     api.openapi = lambda: _openapi(api)  # type: ignore[method-assign]
     return api
+
+
+def reject_unknown_query(request: Request) -> None:
+    """422 for query parameters a route does not declare (a typo should not pass silently)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    known = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        names = ", ".join(sorted(known)) or "none"
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", name),
+                    "msg": f"unknown query parameter; known: {names}",
+                    "type": "extra_forbidden",
+                }
+                for name in unknown
+            ]
+        )
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for child in dependant.dependencies:
+        names |= _query_names(child)
+    return names
 
 
 def optional_routers() -> list[Any]:
@@ -61,5 +96,9 @@ def _openapi(api: FastAPI) -> dict[str, Any]:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.update(goal_schema.pop("$defs", {}))
     components["GoalSpec"] = goal_schema
+    # A step or reduce may only name an installed skill: say so, so the schema is exact.
+    names = sorted(api.state.services.registry.names())
+    for model in ("StepSpec", "ReduceSpec"):
+        components[model]["properties"]["skill"]["enum"] = names
     api.openapi_schema = schema
     return schema
