@@ -220,6 +220,7 @@ from orchestrator import dlq_cli  # noqa: E402 - command groups register after t
 
 dlq_cli.register(app)
 
+from orchestrator import beat, metrics_cli, profile_cli  # noqa: E402, F401 - registers them
 from orchestrator.api import cli as _api_cli  # noqa: E402, F401 - registers api, api-key
 
 

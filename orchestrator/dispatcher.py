@@ -15,6 +15,7 @@ from orchestrator.plan import Plan
 from workers.app import BATCH_TASK, REDUCE_TASK
 from workers.errors import JobError
 from workers.ledger import TERMINAL, JobRecord, MemoryLedger
+from workers.memory import record_episode
 from workers.settings import Mode
 
 ProgressCallback = Callable[[int, int], None]
@@ -146,6 +147,7 @@ def wait_job(
             on_progress(job.done_tasks, job.total_tasks)
         if job.status in TERMINAL:
             release(handle)
+            record_episode(runtime.settings, job.as_dict())
             return job
         if handle.fan_in == "collect" and not reduce_sent and job.done_tasks >= job.total_tasks:
             _send_collected_reduce(handle)
@@ -154,7 +156,9 @@ def wait_job(
         if failure is not None:
             ledger.set_status(handle.job_id, "failed", error=failure)
             release(handle)
-            return ledger.get_job(handle.job_id)
+            failed = ledger.get_job(handle.job_id)
+            record_episode(runtime.settings, failed.as_dict())
+            return failed
         if time.monotonic() > deadline:
             raise JobError(
                 f"job {handle.job_id} did not finish within {timeout_s:.0f} s "

@@ -55,6 +55,13 @@ class EffectInput(_Input):
     results: list[Any] | None = None
 
 
+class LeakInput(_Input):
+    mb: int = Field(1, ge=0, le=4096)
+    keep: bool = True
+    fail: bool = False
+    value: Any = None
+
+
 class SelectToolsInput(_Input):
     query: str = Field(min_length=1, max_length=10_000)
     context: str = Field("", max_length=10_000)
@@ -128,6 +135,18 @@ EFFECT = SkillSpec(
     input_model=EffectInput,
     implementation="tasks.probes:effect",
     keywords=("effect", "probe", "audit"),
+)
+
+LEAK = SkillSpec(
+    name="leak",
+    description=(
+        "Fault-test probe: allocate ``mb`` MB per call and keep it in its process (a memory "
+        "leak) or free it (keep=false: a spike), optionally fail; shows memory limits and "
+        "pool-child recycling."
+    ),
+    input_model=LeakInput,
+    implementation="tasks.probes:leak",
+    keywords=("leak", "memory", "probe"),
 )
 
 SELECT_TOOLS = SkillSpec(

@@ -1,4 +1,4 @@
-"""noop, sleep and effect: probe skills for benchmarks, health checks and fault tests."""
+"""noop, sleep, effect and leak: probe skills for benchmarks, health checks and fault tests."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tasks.catalog import EffectInput, NoopInput, SleepInput
+from tasks.catalog import EffectInput, LeakInput, NoopInput, SleepInput
 from workers.errors import SkillError
 from workers.skills.spec import SkillContext
 
@@ -94,3 +94,26 @@ def effect(params: EffectInput, context: SkillContext) -> Any:
         path, {**record, "kind": "end", "end": time.time(), "outcome": "ok", "effect": applied}
     )
     return value
+
+
+_leaked: list[bytearray] = []
+
+
+def leak(params: LeakInput, context: SkillContext) -> Any:
+    """Allocate ``mb`` MB and touch every page; keep it for the life of the process (a leak)
+    or free it before returning (``keep=False``: a spike that raises only the peak RSS).
+
+    Returns this process's pid and the MB it holds, so a test can tell processes apart.
+    """
+    if params.mb:
+        block = bytearray(b"\x01") * (params.mb * 1_048_576)
+        if params.keep:
+            _leaked.append(block)
+        del block
+    if params.fail:
+        raise SkillError(f"leak probe asked to fail after keeping {params.mb} MB")
+    return {
+        "pid": os.getpid(),
+        "held_mb": sum(len(kept) for kept in _leaked) // 1_048_576,
+        "value": params.value,
+    }

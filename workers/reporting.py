@@ -281,7 +281,7 @@ def install(app: Celery) -> None:
     register_monitor_tasks(app)
     register_cache_task(app)
 
-    app.conf.beat_schedule = beat_schedule(settings)
+    app.conf.beat_schedule = {**(app.conf.beat_schedule or {}), **beat_schedule(settings)}
     app.conf.beat_scheduler = "celery.beat:Scheduler"  # in memory: no shelve (pickle) file
     if settings.mode.value == "distributed":
         # Recycle a prefork child that ends a task above the limit (see workers.memory).
