@@ -96,6 +96,12 @@ def _openapi(api: FastAPI) -> dict[str, Any]:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.update(goal_schema.pop("$defs", {}))
     components["GoalSpec"] = goal_schema
+    if "/v1/cache/invalidate" in schema["paths"]:
+        from orchestrator.api.models import CacheInvalidation
+
+        components["CacheInvalidation"] = CacheInvalidation.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
     # A step or reduce may only name an installed skill: say so, so the schema is exact.
     names = sorted(api.state.services.registry.names())
     for model in ("StepSpec", "ReduceSpec"):

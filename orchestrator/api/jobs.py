@@ -77,12 +77,17 @@ def _problems(exc: ValidationError, prefix: tuple[Any, ...]) -> list[dict[str, A
     ]
 
 
+def validation_error(exc: ValidationError) -> RequestValidationError:
+    """A body model's errors as the API's 422 (fields named from the body's root)."""
+    return RequestValidationError(_problems(exc, ()))
+
+
 def parse_goal_body(data: Any) -> tuple[GoalSpec, str]:
     """Validate the goal spec (422 naming the field) and hash it for Idempotency-Key checks."""
     try:
         goal = GoalSpec.model_validate(data)
     except ValidationError as exc:
-        raise RequestValidationError(_problems(exc, ())) from exc
+        raise validation_error(exc) from exc
     canonical = json.dumps(goal.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return goal, hashlib.sha256(canonical.encode()).hexdigest()
 

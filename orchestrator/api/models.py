@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 JobStatus = Literal["accepted", "running", "succeeded", "failed", "revoked"]
 
@@ -109,3 +109,46 @@ class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
     redis: bool
     workers: int
+
+
+class CacheStats(BaseModel):
+    """Hit and miss figures (L1 and L2), rates, sizes and bytes, per cache and summed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    scope: str = Field(description="fleet (every process on this Redis) or process.")
+    l2: str = Field(description="up, down or none.")
+    caches: dict[str, dict[str, Any]]
+
+
+class CacheInvalidation(BaseModel):
+    """Which entries to drop: one cache or all, and a glob over ``skill:version:digest``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cache: Literal["all", "tool_selection", "response", "embedding"] = "all"
+    pattern: str = Field("*", min_length=1, max_length=500)
+
+
+class CacheInvalidated(BaseModel):
+    """What an invalidation removed (the caller's tenant only)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    match: str
+    l1_removed: int
+    l2_removed: int
+
+
+class FleetMetrics(BaseModel):
+    """Fleet figures over the metrics window: latency, throughput, memory, queue depth."""
+
+    model_config = ConfigDict(extra="allow")
+
+    window_s: float
+    fleet: dict[str, Any]
+    skills: dict[str, Any]
+    workers: dict[str, Any]
+    queue: dict[str, Any] = Field(
+        description="queued, reserved, active and depth (= queued + reserved + active)."
+    )

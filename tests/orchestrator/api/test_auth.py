@@ -21,6 +21,10 @@ ROUTES = [
     ("GET", "/v1/jobs/{job}/events"),
     ("DELETE", "/v1/jobs/{job}"),
     ("GET", "/v1/skills"),
+    ("GET", "/v1/cache"),
+    ("POST", "/v1/cache/invalidate"),
+    ("GET", "/v1/metrics"),
+    ("GET", "/metrics"),
 ]
 
 
