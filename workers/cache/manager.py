@@ -288,6 +288,7 @@ class CacheManager:
         """This process's figures per cache and in total."""
         caches = {name: cache.stats() for name, cache in self.caches.items()}
         total = _sum_caches(caches.values())
+        total["errors"] += self.listener_errors  # failed Redis calls of any kind
         l2_state = "none"
         if self.l2 is not None:
             l2_state = "up" if self.l2.available() else "down"
@@ -305,12 +306,15 @@ class CacheManager:
         """Write this process's stats to Redis with a TTL (fleet figures read them)."""
         if self.l2 is None or not self.l2.available():
             return False
-        for cache in self.caches.values():
+        changed = [cache for cache in self.caches.values() if cache.changed]
+        for cache in changed:
             cache.changed = False
         payload = json.dumps({**self.stats(), "published_at": time.time()}).encode()
         try:
             self.l2.put_value(self.keys.cache_stats(self.process_id), payload, STATS_TTL_S)
         except BackendUnavailableError:
+            for cache in changed:
+                cache.changed = True  # publish again once Redis is back
             return False
         return True
 
@@ -343,6 +347,7 @@ class CacheManager:
                     for label, values in report["caches"][name]["namespaces"].items():
                         spaces[label] = _sum_caches([spaces.get(label, {}), values])
         total = _sum_caches(caches.values())
+        total["errors"] = sum(int(report.get("errors", 0)) for report in reports)
         return {
             "scope": "fleet",
             "processes": len(reports),

@@ -38,6 +38,7 @@ class Counters:
     rejected: int = 0
     uncacheable: int = 0
     errors: int = 0
+    degraded: int = 0
 
     def add(self, other: Counters) -> None:
         for item in fields(self):
@@ -184,6 +185,9 @@ class NamedCache:
         generation = self._generation()
         token: str | None = None
         lock_key = self.keys.cache_lock(key)
+        if self.l2 is not None and not self.l2.available():
+            with self._lock:
+                counters.degraded += 1  # served without L2: Redis is down (back-off)
         if self._l2_usable():
             found = self._l2_get(key, namespace)
             if found is not MISSING:
