@@ -20,6 +20,7 @@ Tree::
     │   ├── IdempotencyError     an Idempotency-Key is reused with another body, or in flight
     │   ├── BadRequestError      a request body is not valid JSON
     │   └── UnsupportedMediaTypeError  a request body is not application/json
+    ├── ApiClientError           the API answered the CLI client with an error, or is unreachable
     └── BackendUnavailableError  Redis (broker, backend or cache) cannot be reached
 """
 
@@ -104,6 +105,10 @@ class BadRequestError(ApiError):
 
 class UnsupportedMediaTypeError(ApiError):
     """Raised when a request body is sent with a content type other than application/json."""
+
+
+class ApiClientError(VictorError):
+    """Raised when the API answers the command-line client with an error or cannot be reached."""
 
 
 class BackendUnavailableError(VictorError):
