@@ -9,6 +9,7 @@ from __future__ import annotations
 GROUPS: dict[str, str] = {
     "dispatch": "orchestrator.bench.dispatch:run",
     "lazy_loading": "orchestrator.bench.lazy_loading:run",
+    "metrics": "orchestrator.bench.metrics:run",
 }
 
 SIZES = ("tiny", "default", "full")
