@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from celery import Celery
+from celery import Celery, _state
 
 from workers.errors import VictorError
 
@@ -27,6 +27,11 @@ def embedded_worker(
             ready.set()
 
     app.finalize()
+    # The threads pool looks tasks up in the *default* app (trace_task_ret falls back to
+    # current_app, and pool threads have no current app of their own): make it ours while
+    # the worker runs, or every task fails with NotRegistered inside the pool, unseen.
+    previous_default = _state.default_app
+    app.set_default()
     worker = EmbeddedWorkController(
         app=app,
         concurrency=concurrency or settings.effective_concurrency,
@@ -48,3 +53,5 @@ def embedded_worker(
         # The stopped consumer still sits in the memory transport's 2 s drain timeout; it no
         # longer takes work, and its daemon thread ends by itself, so do not wait for it.
         thread.join(0.1)
+        if _state.default_app is app:
+            _state.set_default_app(previous_default)
