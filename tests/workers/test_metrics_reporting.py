@@ -175,3 +175,42 @@ def test_windows_must_fit_the_retention(embedded_settings: Callable[..., Setting
 
     with pytest.raises(ConfigError, match="metrics_window_s"):
         embedded_settings(metrics_window_s=1000, metrics_retention_s=900)
+
+
+def test_the_background_thread_flushes_every_interval(
+    embedded_settings: Callable[..., Settings],
+) -> None:
+    settings = embedded_settings(metrics_flush_interval_s=0.05, key_prefix="vtflush")
+    reporter = Reporter(settings, MemoryMetricsStore())
+    try:
+        _run(reporter, "t1", "victor.skill.noop", 0)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not reporter.store.members(
+            reporter.keys.metrics_skills(), 0
+        ):
+            time.sleep(0.02)
+        assert time.monotonic() < deadline - 4  # well within a second, without flush()
+    finally:
+        reporter.stop()
+
+
+def test_figures_older_than_the_window_are_left_out(
+    embedded_settings: Callable[..., Settings],
+) -> None:
+    settings = embedded_settings(
+        metrics_bucket_s=1,
+        metrics_window_s=2,
+        metrics_retention_s=60,
+        key_prefix="vtwin",
+        metrics_flush_interval_s=60,
+    )
+    reporter = Reporter(settings, MemoryMetricsStore())
+    try:
+        _run(reporter, "t1", "victor.skill.noop", 0)
+        reporter.flush()
+        assert get_metrics(settings, store=reporter.store)["fleet"]["tasks"] == 1
+        time.sleep(2.1)
+        assert get_metrics(settings, store=reporter.store)["fleet"]["tasks"] == 0
+        assert get_metrics(settings, window_s=10, store=reporter.store)["fleet"]["tasks"] == 1
+    finally:
+        reporter.stop()

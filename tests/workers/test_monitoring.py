@@ -137,3 +137,31 @@ def test_distributed_monitors_share_state_so_two_evaluators_fire_once(
     assert [event["event"] for event in events] == ["alert"]
     assert [state.rule for state in second.firing()] == ["avg_latency"]
     assert [e["event"] for e in second.check(_metrics(1.0), now=3.0)] == ["resolved"]
+
+
+def test_the_beat_schedule_follows_the_settings(embedded_settings) -> None:
+    from workers.memory import CLEAR_EPISODES_TASK, CONSOLIDATE_TASK
+    from workers.monitoring import MONITOR_TASK
+    from workers.schedule import beat_schedule
+
+    schedule = beat_schedule(
+        embedded_settings(
+            monitor_interval_s=7,
+            memory_consolidate_interval_s=120,
+            episodic_memory_retention_days=9,
+        )
+    )
+    by_task = {entry["task"]: entry for entry in schedule.values()}
+    assert by_task[MONITOR_TASK]["schedule"] == 7
+    assert by_task[CONSOLIDATE_TASK]["schedule"] == 120
+    assert by_task[CLEAR_EPISODES_TASK]["kwargs"] == {"days": 9}
+    json.dumps(schedule)  # plain data: no pickled schedule objects
+
+
+def test_the_app_carries_the_schedule_and_an_in_memory_scheduler(embedded_settings) -> None:
+    from workers.app import create_app
+
+    app = create_app(embedded_settings(monitor_interval_s=3))
+    assert app.conf.beat_scheduler == "celery.beat:Scheduler"
+    assert app.conf.beat_schedule["victor-monitor"]["schedule"] == 3
+    assert "victor.monitor.check" in app.tasks
