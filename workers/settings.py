@@ -279,8 +279,29 @@ def _describe(exc: ValidationError) -> str:
         env = f" (env {_ENV_PREFIX}{field.upper()})" if error["loc"] else ""
         shown = error.get("input")
         value = "" if isinstance(shown, dict) else f" = {shown!r}"
-        lines.append(f"invalid setting {field}{env}{value}: {error['msg']}")
+        accepted = _accepted_range(field)
+        lines.append(f"invalid setting {field}{env}{value}: {error['msg']}{accepted}")
     return "; ".join(lines)
+
+
+def _accepted_range(field: str) -> str:
+    """``"; accepted range: 1 <= name <= 256"`` from the field's bounds, or ``""``."""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return ""
+    low = high = ""
+    for bound in info.metadata:
+        if getattr(bound, "ge", None) is not None:
+            low = f"{bound.ge} <= "
+        elif getattr(bound, "gt", None) is not None:
+            low = f"{bound.gt} < "
+        elif getattr(bound, "le", None) is not None:
+            high = f" <= {bound.le}"
+        elif getattr(bound, "lt", None) is not None:
+            high = f" < {bound.lt}"
+    if not (low or high):
+        return ""
+    return f"; accepted range: {low}{field}{high}"
 
 
 def load_settings(**overrides: Any) -> Settings:
