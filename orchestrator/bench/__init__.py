@@ -10,6 +10,8 @@ GROUPS: dict[str, str] = {
     "dispatch": "orchestrator.bench.dispatch:run",
     "lazy_loading": "orchestrator.bench.lazy_loading:run",
     "metrics": "orchestrator.bench.metrics:run",
+    "streaming": "orchestrator.bench.streaming:run",
+    "api": "orchestrator.bench.api:run",
 }
 
 SIZES = ("tiny", "default", "full")
