@@ -6,9 +6,10 @@ import time
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import Reject
 
 from workers.cache import CacheProvider, install_cache
-from workers.errors import ConfigError
+from workers.errors import BackendUnavailableError, ConfigError
 from workers.executor import SkillExecutor
 from workers.keys import Keys
 from workers.ledger import TERMINAL, Ledger, MemoryLedger, RedisLedger
@@ -160,6 +161,18 @@ def _register_tasks(app: Celery, runtime: Runtime) -> None:
         task_id = self.request.id or ""
         if not job_id:
             return runtime.executor.run_batch(skill, items)
+        try:
+            return _run_recorded(runtime, task_id, skill, items, job_id, self.request.hostname)
+        except BackendUnavailableError as exc:
+            # Redis is away: never ack a task that could not record its outcome. Requeue it; if
+            # even the requeue fails, the message stays unacked and returns after the
+            # visibility timeout.
+            raise Reject(exc, requeue=True) from exc
+
+    def _run_recorded(
+        runtime: Runtime, task_id: str, skill: str, items: list[dict[str, Any]], job_id: str,
+        hostname: str | None,
+    ) -> list[dict[str, Any]]:
         ledger = runtime.ledger
         # A task is finished once, by task id: a redelivered or re-dispatched copy returns the
         # recorded outcome, so a chord counts the same value whichever copy reports.
@@ -170,7 +183,11 @@ def _register_tasks(app: Celery, runtime: Runtime) -> None:
         if deliveries > runtime.settings.max_deliveries:
             return _dead_letter(ledger, job_id, task_id, skill, items, deliveries)
         outcomes = runtime.executor.run_batch(skill, items)
-        if not ledger.record_result(job_id, task_id, outcomes, self.request.hostname or ""):
+        for outcome in outcomes:
+            if outcome.get("type") == BackendUnavailableError.__name__:
+                # Infrastructure, not input: the item must run again, not count as failed.
+                raise BackendUnavailableError(str(outcome.get("error")))
+        if not ledger.record_result(job_id, task_id, outcomes, hostname or ""):
             recorded = ledger.get_result(job_id, task_id)
             return outcomes if recorded is None else recorded
         return outcomes
