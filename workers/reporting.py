@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -180,20 +181,17 @@ class Reporter:
             self._jobs = {}
             self._process = None
             self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._run, name="victor-metrics", daemon=True)
+            self._thread = threading.Thread(
+                target=_flush_loop,
+                args=(weakref.ref(self), self._stop, self.settings.metrics_flush_interval_s),
+                name="victor-metrics",
+                daemon=True,
+            )
             self._thread.start()
 
     def ensure_started(self) -> None:
         if self._pid != os.getpid():
             self._start_thread()
-
-    def _run(self) -> None:
-        interval = self.settings.metrics_flush_interval_s
-        while not self._stop.wait(interval):
-            try:
-                self.flush()
-            except Exception:  # metrics never take a worker down; the next flush retries
-                logger.debug("metrics flush failed", exc_info=True)
 
     def stop(self) -> None:
         self._stop.set()
@@ -256,23 +254,40 @@ class Reporter:
         self.store.write(ops)
 
 
+def _flush_loop(ref: weakref.ref[Reporter], stop: threading.Event, interval_s: float) -> None:
+    """Flush every interval while the reporter (and so its app) is alive."""
+    while not stop.wait(interval_s):
+        reporter = ref()
+        if reporter is None:
+            return
+        try:
+            reporter.flush()
+        except Exception:  # metrics never take a worker down; the next flush retries
+            logger.debug("metrics flush failed", exc_info=True)
+        del reporter
+
+
 # --- signal wiring -------------------------------------------------------------------------
 
-_reporters: dict[int, Reporter] = {}
+_REPORTER_ATTR = "_victor_reporter"
+_reporters: weakref.WeakSet[Reporter] = weakref.WeakSet()
 _connected = False
+_task_signals = False
 
 
 def reporter_of(app: Any) -> Reporter | None:
-    return _reporters.get(id(app))
+    return getattr(app, _REPORTER_ATTR, None)
 
 
 def install(app: Celery) -> None:
     """Per app: a reporter (when ``metrics_enabled``), maintenance tasks and the beat
     schedule; once per process: the signal handlers."""
-    global _connected
+    global _connected, _task_signals
     settings: Settings = app.victor.settings  # type: ignore[attr-defined]
     if settings.metrics_enabled:
-        _reporters[id(app)] = Reporter(settings)
+        reporter = Reporter(settings)
+        setattr(app, _REPORTER_ATTR, reporter)  # lives and dies with its app
+        _reporters.add(reporter)
     from workers.memory import register_tasks as register_memory_tasks
     from workers.monitoring import register_tasks as register_monitor_tasks
     from workers.schedule import beat_schedule, register_cache_task
@@ -286,18 +301,20 @@ def install(app: Celery) -> None:
     if settings.mode.value == "distributed":
         # Recycle a prefork child that ends a task above the limit (see workers.memory).
         app.conf.worker_max_memory_per_child = settings.memory_limit_mb * 1024
-    if _connected:
-        return
-    _connected = True
     from celery import signals
 
-    signals.before_task_publish.connect(on_before_task_publish, weak=False)
-    signals.task_prerun.connect(on_task_prerun, weak=False)
-    signals.task_postrun.connect(on_task_postrun, weak=False)
-    signals.worker_ready.connect(on_worker_ready, weak=False)
-    signals.worker_process_init.connect(on_worker_process_init, weak=False)
-    signals.worker_process_shutdown.connect(on_worker_process_shutdown, weak=False)
-    signals.worker_shutdown.connect(on_worker_shutdown, weak=False)
+    if not _connected:
+        _connected = True
+        signals.before_task_publish.connect(on_before_task_publish, weak=False)
+        signals.worker_ready.connect(on_worker_ready, weak=False)
+        signals.worker_process_init.connect(on_worker_process_init, weak=False)
+        signals.worker_process_shutdown.connect(on_worker_process_shutdown, weak=False)
+        signals.worker_shutdown.connect(on_worker_shutdown, weak=False)
+    if settings.metrics_enabled and not _task_signals:
+        # Only now: with no receivers Celery skips sending these signals at all.
+        _task_signals = True
+        signals.task_prerun.connect(on_task_prerun, weak=False)
+        signals.task_postrun.connect(on_task_postrun, weak=False)
 
 
 def on_before_task_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
@@ -307,7 +324,7 @@ def on_before_task_publish(headers: dict[str, Any] | None = None, **_: Any) -> N
 
 
 def on_task_prerun(task_id: str = "", task: Any = None, **_: Any) -> None:
-    reporter = _reporters.get(id(task.app)) if task is not None else None
+    reporter = getattr(task.app, _REPORTER_ATTR, None) if task is not None else None
     if reporter is None:
         return
     request = task.request
@@ -326,7 +343,7 @@ def on_task_postrun(
     state: str | None = None,
     **_: Any,
 ) -> None:
-    reporter = _reporters.get(id(task.app)) if task is not None else None
+    reporter = getattr(task.app, _REPORTER_ATTR, None) if task is not None else None
     if reporter is None:
         return
     reporter.task_finished(task_id, task.name, args, kwargs, retval, state or "FAILURE")
@@ -337,12 +354,12 @@ def on_worker_process_init(**_: Any) -> None:
     from workers.memory import use_current_rss_for_recycling
 
     use_current_rss_for_recycling()
-    for reporter in _reporters.values():
+    for reporter in list(_reporters):
         reporter.ensure_started()
 
 
 def on_worker_process_shutdown(**_: Any) -> None:
-    for reporter in _reporters.values():
+    for reporter in list(_reporters):
         if reporter._pid == os.getpid():
             reporter.stop()
 
@@ -350,7 +367,7 @@ def on_worker_process_shutdown(**_: Any) -> None:
 def on_worker_ready(sender: Any = None, **_: Any) -> None:
     """Main worker process: report pool size, active and reserved requests each flush."""
     app = getattr(sender, "app", None)
-    reporter = _reporters.get(id(app)) if app is not None else None
+    reporter = getattr(app, _REPORTER_ATTR, None) if app is not None else None
     if reporter is None:
         return
     hostname = getattr(sender, "hostname", "") or f"pid{os.getpid()}"
@@ -378,6 +395,6 @@ def on_worker_ready(sender: Any = None, **_: Any) -> None:
 
 
 def on_worker_shutdown(**_: Any) -> None:
-    for reporter in _reporters.values():
+    for reporter in list(_reporters):
         if reporter._pid == os.getpid():
             reporter.stop()
