@@ -99,7 +99,7 @@ def run_job_inline(goal: Any, settings: Settings) -> Any:
     from orchestrator.planner import plan_goal
     from workers.app import create_app
 
-    runtime = create_app(settings).victor  # type: ignore[attr-defined]
+    runtime = create_app(settings).victor
     plan = plan_goal(goal, settings, runtime.registry)
     results = [runtime.executor.run_batch(skill, items) for _, skill, items in plan.chunks()]
     if plan.reduce is not None:
@@ -127,7 +127,7 @@ def profile_skill(
         console.print(f"[red]error:[/red] --params is not JSON ({exc}); e.g. '{{\"ms\": 10}}'")
         raise typer.Exit(2) from exc
     settings = _settings()
-    executor = create_app(settings).victor.executor  # type: ignore[attr-defined]
+    executor = create_app(settings).victor.executor
     try:
         _, rows = profile_call(lambda: executor.run(name, values), mode, top)  # type: ignore[arg-type]
     except VictorError as exc:

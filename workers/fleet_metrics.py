@@ -280,7 +280,7 @@ class FleetCollector:
 
 def fleet_collector_registry(settings: Settings) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FleetCollector(settings))  # type: ignore[arg-type]
+    registry.register(FleetCollector(settings))
     return registry
 
 

@@ -360,15 +360,15 @@ def consolidate_memories(settings: Settings, settle_s: float | None = None) -> d
 
 def register_tasks(app: Celery) -> None:
     """The maintenance tasks beat schedules: consolidation and episode clean-up."""
-    settings: Settings = app.victor.settings  # type: ignore[attr-defined]
+    settings: Settings = app.victor.settings
 
-    @app.task(name=CONSOLIDATE_TASK, shared=False, ignore_result=True)
+    @app.task(name=CONSOLIDATE_TASK, shared=False, ignore_result=True)  # type: ignore[untyped-decorator]
     def consolidate() -> dict[str, Any]:
         """Derive per-skill facts from the episodes."""
         result = consolidate_memories(settings)
         return {key: value for key, value in result.items() if key != "by_skill"}
 
-    @app.task(name=CLEAR_EPISODES_TASK, shared=False, ignore_result=True)
+    @app.task(name=CLEAR_EPISODES_TASK, shared=False, ignore_result=True)  # type: ignore[untyped-decorator]
     def clear_old(days: float | None = None) -> int:
         """Drop episodes older than ``days`` (default ``episodic_memory_retention_days``)."""
         episodic, _ = memories_for(settings)

@@ -297,7 +297,7 @@ class MetricsRegistry:
         self._metrics: dict[str, _Metric] = {}
         self._lock = threading.Lock()
         self.collector_registry = CollectorRegistry(auto_describe=False)
-        self.collector_registry.register(_Collector(self))  # type: ignore[arg-type]
+        self.collector_registry.register(_Collector(self))
 
     def _add(self, metric: _Metric) -> Any:
         with self._lock:

@@ -230,10 +230,10 @@ class Monitor:
 
 def register_tasks(app: Celery) -> None:
     """The periodic alert check beat schedules."""
-    settings: Settings = app.victor.settings  # type: ignore[attr-defined]
+    settings: Settings = app.victor.settings
     monitor = Monitor(settings)
 
-    @app.task(name=MONITOR_TASK, shared=False, ignore_result=True)
+    @app.task(name=MONITOR_TASK, shared=False, ignore_result=True)  # type: ignore[untyped-decorator]
     def check() -> int:
         """Evaluate the alert rules once; return how many events fired."""
         return len(monitor.check())

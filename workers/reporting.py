@@ -283,7 +283,7 @@ def install(app: Celery) -> None:
     """Per app: a reporter (when ``metrics_enabled``), maintenance tasks and the beat
     schedule; once per process: the signal handlers."""
     global _connected, _task_signals
-    settings: Settings = app.victor.settings  # type: ignore[attr-defined]
+    settings: Settings = app.victor.settings
     if settings.metrics_enabled:
         reporter = Reporter(settings)
         setattr(app, _REPORTER_ATTR, reporter)  # lives and dies with its app

@@ -58,9 +58,9 @@ def register_cache_task(app: Celery) -> None:
     """Register the cache expiry task when the cache module offers ``clear_expired_cache``."""
     if importlib.util.find_spec("workers.cache") is None:
         return
-    settings: Settings = app.victor.settings  # type: ignore[attr-defined]
+    settings: Settings = app.victor.settings
 
-    @app.task(name=CACHE_EXPIRY_TASK, shared=False, ignore_result=True)
+    @app.task(name=CACHE_EXPIRY_TASK, shared=False, ignore_result=True)  # type: ignore[untyped-decorator]
     def clear_expired() -> Any:
         """Drop expired cache entries."""
         function = _cache_clear()

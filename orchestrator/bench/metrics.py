@@ -104,7 +104,7 @@ def _throughput(settings: Any, tasks: int) -> float:
 
     goal = GoalSpec(steps=[StepSpec(skill="noop", items=[{"value": i} for i in range(tasks)])])
     with Session(settings) as session:
-        plan = plan_goal(goal, settings, session.app.victor.registry)  # type: ignore[attr-defined]
+        plan = plan_goal(goal, settings, session.app.victor.registry)
         started = time.perf_counter()
         job = wait_job(dispatch_plan(session.app, plan), timeout_s=600, poll_s=0.01)
         elapsed = time.perf_counter() - started
