@@ -230,12 +230,12 @@ def test_invalid_env_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_unparsable_env_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VICTOR_LAZY_LOADING_MEMORY_THRESHOLD", "lots")
-    with pytest.raises(ConfigError, match="lazy_loading_memory_threshold.*'lots'"):
+    with pytest.raises(ConfigError, match=r"lazy_loading_memory_threshold.*'lots'"):
         Settings()
 
 
 def test_bad_literal_lists_the_choices() -> None:
-    with pytest.raises(ConfigError, match="provider.*'ollama'"):
+    with pytest.raises(ConfigError, match=r"provider.*'ollama'"):
         Settings(provider="gpt")
 
 
@@ -262,7 +262,9 @@ def test_soft_time_limit_must_not_exceed_the_hard_one() -> None:
 
 def test_ordered_timeouts_are_accepted() -> None:
     settings = Settings(
-        task_time_limit_s=10, task_soft_time_limit_s=9, visibility_timeout_s=20,
+        task_time_limit_s=10,
+        task_soft_time_limit_s=9,
+        visibility_timeout_s=20,
         reconciler_stale_after_s=30,
     )
     assert settings.task_time_limit_s < settings.visibility_timeout_s

@@ -90,7 +90,11 @@ def _missing_extra(spec: SkillSpec) -> MissingExtraError:
 
 def _import_implementation(spec: SkillSpec) -> SkillFunction:
     for module_name in spec.requires:
-        if importlib.util.find_spec(module_name) is None:
+        try:
+            found = importlib.util.find_spec(module_name)
+        except ModuleNotFoundError as exc:  # a dotted requirement whose parent is missing
+            raise _missing_extra(spec) from exc
+        if found is None:
             raise _missing_extra(spec)
     module_name, _, attribute = spec.implementation.partition(":")
     try:
