@@ -42,7 +42,7 @@ def require_auth_on_metrics() -> None:
     if not getattr(Metrics.get, "victor_authenticated", False):
         guarded = authenticated(Metrics.get)
         guarded.victor_authenticated = True  # type: ignore[attr-defined]
-        Metrics.get = guarded  # type: ignore[method-assign]
+        Metrics.get = guarded
 
 
 @app.command()

@@ -109,7 +109,7 @@ class KeyStore:
         if self._redis is None:
             return None
         with translated("checking an API key"):
-            raw = self._redis.hgetall(self._keys.api_key(digest))
+            raw: dict[bytes, bytes] = self._redis.hgetall(self._keys.api_key(digest))  # type: ignore[assignment]
         if not raw:
             return None
         fields = {key.decode(): value.decode() for key, value in raw.items()}

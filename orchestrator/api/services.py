@@ -33,11 +33,11 @@ class Services:
 
     @property
     def ledger(self) -> Ledger:
-        return self.app.victor.ledger  # type: ignore[attr-defined, no-any-return]
+        return self.app.victor.ledger  # type: ignore[no-any-return]
 
     @property
     def registry(self) -> SkillRegistry:
-        return self.app.victor.registry  # type: ignore[attr-defined, no-any-return]
+        return self.app.victor.registry  # type: ignore[no-any-return]
 
     @property
     def redis(self) -> redis.Redis:
@@ -63,12 +63,15 @@ def get_services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
+BROKER_ERRORS: tuple[type[BaseException], ...] = (OperationalError, *REDIS_ERRORS)
+
+
 @contextmanager
 def broker_translated(what: str) -> Iterator[None]:
     """Translate broker (kombu) and Redis connection errors into BackendUnavailableError."""
     try:
         yield
-    except (OperationalError, *REDIS_ERRORS) as exc:
+    except BROKER_ERRORS as exc:
         raise BackendUnavailableError(
             f"the broker is unreachable while {what}: {exc}; check VICTOR_REDIS_URL and that "
             "redis-server is running"

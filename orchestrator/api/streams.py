@@ -82,8 +82,8 @@ class JobEvents:
         last_sent = time.monotonic()
         while True:
             block = None if last_progress is None else BLOCK_MS
-            response = await client.xread({self.key: cursor}, count=BATCH, block=block)
-            entries = response[0][1] if response else []
+            response: Any = await client.xread({self.key: cursor}, count=BATCH, block=block)
+            entries: list[Any] = response[0][1] if response else []
             for entry_id, fields in entries:
                 seq += 1
                 cursor = entry_id.decode()
@@ -100,7 +100,7 @@ class JobEvents:
                 last_progress = progress
                 last_sent = time.monotonic()
             if job.status in TERMINAL and len(entries) < BATCH:
-                tail = await client.xread({self.key: cursor}, count=BATCH)
+                tail: Any = await client.xread({self.key: cursor}, count=BATCH)
                 if tail and tail[0][1]:
                     continue  # results recorded after the status read: send them first
                 yield format_event("end", jobs.job_view(job), f"{seq}:{cursor}")
@@ -113,10 +113,10 @@ class JobEvents:
         """``(seq, stream id)`` of event number ``seq``, or of the last one when fewer exist."""
         if seq <= 0:
             return 0, "0-0"
-        entries = await client.xrange(self.key, count=seq)
+        entries: Any = await client.xrange(self.key, count=seq)
         if not entries:
             return 0, "0-0"
-        return len(entries), entries[-1][0].decode()
+        return len(entries), str(entries[-1][0].decode())
 
 
 def _result(seq: int, fields: dict[bytes, bytes]) -> dict[str, Any]:

@@ -155,3 +155,17 @@ def test_readyz_needs_a_ready_worker(redis_settings, worker_factory, live_api) -
         "redis": True,
         "workers": 1,
     }
+
+
+def test_submissions_leave_no_result_subscriptions_behind(redis_settings, live_api) -> None:
+    """The ledger holds results: the API process must not keep a pub/sub channel per task."""
+    live = live_api(redis_settings())
+    client = live.client(live.key())
+    for _ in range(20):
+        assert client.post("/v1/jobs", json=noop_goal(3)).status_code == 202
+    backend = live.server.config.app.state.services.app.backend
+    pending = sum(len(mapping) for mapping in backend._pending_results)
+    consumer = backend.result_consumer
+    channels = consumer._pubsub.channels if getattr(consumer, "_pubsub", None) else {}
+    assert pending == 0
+    assert len(channels) == 0, list(channels)[:5]
