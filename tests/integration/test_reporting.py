@@ -188,3 +188,39 @@ def test_with_metrics_disabled_workers_write_no_metrics(
         assert list(client.scan_iter(match=f"{key_prefix}:metrics:*")) == []
     finally:
         client.close()
+
+
+def test_queue_depth_and_the_oldest_message_age_come_from_the_broker(redis_settings) -> None:
+    from workers.app import create_app
+
+    settings = redis_settings()
+    app = create_app(settings)
+    with app.producer_or_acquire() as producer:
+        for index in range(7):
+            app.signature("victor.skill.noop", kwargs={"value": index}).apply_async(
+                producer=producer, ignore_result=True
+            )
+    time.sleep(0.3)
+    queue = get_metrics(settings)["queue"]
+    assert queue["queued"] == 7
+    assert queue["depth"] == 7  # no worker: nothing reserved or active
+    assert 0.3 <= queue["oldest_age_s"] < 10
+
+
+def test_queue_depth_counts_the_tasks_workers_hold(redis_settings, worker_factory) -> None:
+    from workers.app import create_app
+
+    settings = redis_settings(metrics_flush_interval_s=0.1, worker_prefetch_multiplier=2)
+    worker_factory(settings, concurrency=1)
+    app = create_app(settings)
+    with app.producer_or_acquire() as producer:
+        for _ in range(6):
+            app.signature("victor.skill.sleep", kwargs={"ms": 3000}).apply_async(
+                producer=producer, ignore_result=True
+            )
+    queue = _metrics_when(
+        settings, lambda m: m["queue"]["active"] == 1 and m["queue"]["reserved"] >= 1
+    )["queue"]
+    assert queue["active"] == 1
+    assert queue["queued"] < 6  # the broker list alone under-reports
+    assert queue["depth"] == queue["queued"] + queue["reserved"] + queue["active"] == 6
