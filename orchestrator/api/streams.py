@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from orchestrator.api import jobs
 from orchestrator.api.keystore import Principal
 from orchestrator.api.services import Services
+from workers.errors import VictorError
 from workers.ledger import TERMINAL
 from workers.redis_client import REDIS_ERRORS
 
@@ -67,6 +68,8 @@ class JobEvents:
                 "error",
                 {"message": f"Redis is unreachable: {exc}; reconnect with Last-Event-ID to resume"},
             )
+        except VictorError as exc:  # the job expired, or the ledger became unreachable
+            yield format_event("error", {"message": str(exc)})
         finally:
             await client.aclose()
 

@@ -169,3 +169,43 @@ def test_submissions_leave_no_result_subscriptions_behind(redis_settings, live_a
     channels = consumer._pubsub.channels if getattr(consumer, "_pubsub", None) else {}
     assert pending == 0
     assert len(channels) == 0, list(channels)[:5]
+
+
+def test_event_stream_reports_an_error_event_when_redis_goes_away(live_api, tmp_path) -> None:
+    from orchestrator.harness import RedisServer
+    from workers.settings import Settings
+
+    server = RedisServer().start()
+    try:
+        settings = Settings(
+            redis_url=server.url,
+            key_prefix="sse",
+            api_keys_file=tmp_path / "keys.json",
+            task_time_limit_s=20,
+            task_soft_time_limit_s=18,
+            visibility_timeout_s=30,
+            reconciler_stale_after_s=45,
+        )
+        live = live_api(settings)
+        client = live.client(live.key())
+        job_id = client.post("/v1/jobs", json=noop_goal(2)).json()["job_id"]  # no worker
+        with client.stream("GET", f"/v1/jobs/{job_id}/events") as response:
+            lines = response.iter_lines()
+            for line in lines:
+                if line.startswith("event: progress"):
+                    break
+            server.stop(kill=True)
+            started = time.monotonic()
+            events = read_events_from(lines)
+        assert events and events[-1][1] == "error", events
+        assert time.monotonic() - started < 10
+    finally:
+        server.close()
+
+
+def read_events_from(lines) -> list[tuple[float, str, str | None, Any]]:
+    class Lines:
+        def iter_lines(self):
+            return lines
+
+    return read_events(Lines())  # type: ignore[arg-type]
