@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import time
 from email.message import Message
 from typing import Any
 
@@ -16,6 +18,7 @@ from orchestrator.dispatcher import dispatch_plan, new_job_id, release
 from orchestrator.plan import GoalSpec, Plan
 from orchestrator.planner import plan_goal
 from workers.errors import (
+    BackendUnavailableError,
     BadRequestError,
     IdempotencyError,
     JobNotFoundError,
@@ -26,6 +29,8 @@ from workers.ledger import TERMINAL, JobRecord
 from workers.redis_client import translated
 
 MAX_REPORTED_PROBLEMS = 20
+# A reserved Idempotency-Key whose job is still unrecorded after this long was abandoned.
+IN_FLIGHT_S = 30.0
 
 
 def links(job_id: str) -> dict[str, str]:
@@ -143,7 +148,7 @@ def submit(
     validate_inputs(services, goal, plan)
     job_id = new_job_id()
     if idem_key is not None:
-        stored = json.dumps({"body": body_hash, "job_id": job_id})
+        stored = json.dumps({"body": body_hash, "job_id": job_id, "at": time.time()})
         with translated("reserving an Idempotency-Key"):
             reserved = services.redis.set(
                 idem_key, stored, nx=True, ex=services.settings.api_idempotency_ttl_s
@@ -155,9 +160,14 @@ def submit(
             raise IdempotencyError(
                 "Idempotency-Key is in use by a request still in flight", in_flight=True
             )
-    with services.dispatch_lock, broker_translated("publishing a job"):
-        handle = dispatch_plan(services.app, plan, tenant=principal.tenant, job_id=job_id)
-        release(handle)
+    try:
+        with services.dispatch_lock, broker_translated("publishing a job"):
+            handle = dispatch_plan(services.app, plan, tenant=principal.tenant, job_id=job_id)
+            release(handle)
+    except BackendUnavailableError:
+        if idem_key is not None:
+            _forget_unrecorded(services, idem_key, job_id)
+        raise
     accepted = {
         "job_id": job_id,
         "status": "running",
@@ -182,6 +192,11 @@ def _replay(
     try:
         job = services.ledger.get_job(stored["job_id"])
     except JobNotFoundError as exc:
+        if time.time() - float(stored.get("at", 0)) > IN_FLIGHT_S:
+            # Reserved but never recorded (or the job expired): the key is free again.
+            with translated("releasing an Idempotency-Key"):
+                services.redis.delete(idem_key)
+            return None
         raise IdempotencyError(
             "a request with this Idempotency-Key is still being recorded; retry in a second",
             in_flight=True,
@@ -192,6 +207,17 @@ def _replay(
         "total_tasks": job.total_tasks,
         "links": links(job.job_id),
     }
+
+
+def _forget_unrecorded(services: Services, idem_key: str, job_id: str) -> None:
+    """After a failed submission, free its Idempotency-Key unless the job was recorded."""
+    try:
+        services.ledger.get_job(job_id)
+    except JobNotFoundError:
+        with contextlib.suppress(BackendUnavailableError), translated("freeing a key"):
+            services.redis.delete(idem_key)
+    except BackendUnavailableError:
+        return  # Redis is down: the reservation ages out after IN_FLIGHT_S
 
 
 def get_job(services: Services, principal: Principal, job_id: str) -> JobRecord:

@@ -80,3 +80,33 @@ def test_concurrent_posts_with_repeated_keys_make_one_job_per_key(api) -> None:
     assert all(len(jobs) == 1 for jobs in by_key.values()), by_key
     ledger = create_app(api.settings).victor.ledger
     assert len(ledger.list_jobs("acme", 0, 1000)) == 20
+
+
+def test_an_abandoned_reservation_frees_the_key(api, redis_url, key_prefix) -> None:
+    """A key reserved by a request that never recorded its job is in flight (409), then free."""
+    import hashlib
+    import json
+    import time
+
+    import redis
+
+    from orchestrator.api.jobs import IN_FLIGHT_S
+
+    client = api.client(api.key())
+    digest = hashlib.sha256(b"lost-1").hexdigest()
+    store = redis.Redis.from_url(redis_url)
+    key = f"{key_prefix}:idem:acme:{digest}"
+    goal = noop_goal(1)
+    from orchestrator.api.jobs import parse_goal_body
+
+    _, body_hash = parse_goal_body(goal)
+    reservation = {"body": body_hash, "job_id": "never-recorded", "at": time.time()}
+    store.set(key, json.dumps(reservation))
+    headers = {"Idempotency-Key": "lost-1"}
+    in_flight = client.post("/v1/jobs", json=goal, headers=headers)
+    assert in_flight.status_code == 409 and in_flight.headers["Retry-After"] == "1"
+    store.set(key, json.dumps({**reservation, "at": time.time() - IN_FLIGHT_S - 1}))
+    response = client.post("/v1/jobs", json=goal, headers=headers)
+    assert response.status_code == 202, response.text
+    assert response.json()["job_id"] != "never-recorded"
+    store.close()
