@@ -312,8 +312,14 @@ def _job_skills(settings: Settings, job_id: str) -> dict[str, dict[str, Any]]:
     return skills
 
 
-def consolidate_memories(settings: Settings, settle_s: float | None = None) -> dict[str, Any]:
+def consolidate_memories(
+    settings: Settings | None = None, settle_s: float | None = None
+) -> dict[str, Any]:
     """Fill in episodes' per-skill figures, then derive per-skill facts from all episodes."""
+    if settings is None:
+        from workers.settings import load_settings
+
+        settings = load_settings()
     episodic, semantic = memories_for(settings)
     settle = settings.metrics_flush_interval_s * 2 if settle_s is None else settle_s
     now = time.time()
