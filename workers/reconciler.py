@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+
 class DeadLetterNotFoundError(VictorError):
     """No dead letter with the given task id."""
 
@@ -55,7 +56,7 @@ class ReconcileReport:
 
 def _lock(app: Celery, ttl_s: int) -> tuple[Any, str] | None:
     """One reconciler pass at a time across the fleet (a Redis lock with a TTL)."""
-    runtime = app.victor  # type: ignore[attr-defined]
+    runtime = app.victor
     settings = runtime.settings
     if settings.mode is not Mode.DISTRIBUTED:
         return (None, "")
@@ -74,19 +75,21 @@ def _unlock(app: Celery, held: tuple[Any, str]) -> None:
     client, token = held
     if client is None:
         return
-    key = app.victor.keys.reconcile_lock()  # type: ignore[attr-defined]
+    key = app.victor.keys.reconcile_lock()
     # Delete only our own lock (compare-and-delete).
     client.eval(
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
         "return 0",
-        1, key, token,
+        1,
+        key,
+        token,
     )
 
 
 def reconcile_once(app: Celery, *, stale_after_s: float | None = None) -> ReconcileReport:
     """One pass over the ledger's open tasks; see the module docstring."""
     started = time.monotonic()
-    runtime = app.victor  # type: ignore[attr-defined]
+    runtime = app.victor
     settings = runtime.settings
     ledger: Ledger = runtime.ledger
     stale_after = settings.reconciler_stale_after_s if stale_after_s is None else stale_after_s
@@ -107,7 +110,8 @@ def reconcile_once(app: Celery, *, stale_after_s: float | None = None) -> Reconc
     if report.redispatched or report.reduces:
         logger.warning(
             "reconciler re-dispatched %d task(s) and %d reduce(s)",
-            len(report.redispatched), len(report.reduces),
+            len(report.redispatched),
+            len(report.reduces),
         )
     return report
 
@@ -144,7 +148,9 @@ def _reconcile_job(
             continue
         ledger.touch_open(job_id, task_id)
         app.send_task(
-            BATCH_TASK, args=(spec["skill"], spec["items"]), kwargs={"job_id": job_id},
+            BATCH_TASK,
+            args=(spec["skill"], spec["items"]),
+            kwargs={"job_id": job_id},
             task_id=task_id,
         )
         report.redispatched.append(task_id)
@@ -152,16 +158,20 @@ def _reconcile_job(
 
 def _send_reduce(app: Celery, job_id: str, reduce: dict[str, Any]) -> None:
     app.send_task(
-        REDUCE_TASK, args=([],),
-        kwargs={"skill": reduce.get("skill"), "params": reduce.get("params") or {},
-                "job_id": job_id},
+        REDUCE_TASK,
+        args=([],),
+        kwargs={
+            "skill": reduce.get("skill"),
+            "params": reduce.get("params") or {},
+            "job_id": job_id,
+        },
         task_id=reduce_task_id(job_id),
     )
 
 
 def replay_dead_letter(app: Celery, task_id: str) -> dict[str, Any]:
     """Open a dead-lettered task again and publish it with its own task id."""
-    ledger: Ledger = app.victor.ledger  # type: ignore[attr-defined]
+    ledger: Ledger = app.victor.ledger
     entries = {entry["task_id"]: entry for entry in ledger.dead_letters()}
     entry = entries.get(task_id)
     if entry is None:
@@ -171,7 +181,9 @@ def replay_dead_letter(app: Celery, task_id: str) -> dict[str, Any]:
         )
     ledger.replay_task(entry["job_id"], task_id)
     app.send_task(
-        BATCH_TASK, args=(entry["skill"], entry["items"]), kwargs={"job_id": entry["job_id"]},
+        BATCH_TASK,
+        args=(entry["skill"], entry["items"]),
+        kwargs={"job_id": entry["job_id"]},
         task_id=task_id,
     )
     return entry
