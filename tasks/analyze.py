@@ -216,6 +216,8 @@ def python_functions(tree: ast.AST) -> tuple[list[list[Any]], int]:
 def cyclomatic_complexity(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     """McCabe complexity of one function body, nested functions and classes excluded.
 
+    A lambda's decision points count toward the function that holds it (as radon counts them).
+
     Decision points: if/elif/ternary, loops (+1 for an ``else``), each ``except`` and a
     ``try``'s ``else``, each extra operand of ``and``/``or``, each comprehension ``for`` and
     ``if``, ``assert``, and each non-wildcard ``case``.
@@ -224,7 +226,7 @@ def cyclomatic_complexity(function: ast.FunctionDef | ast.AsyncFunctionDef) -> i
     stack: list[ast.AST] = list(function.body)
     while stack:
         node = stack.pop()
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             continue
         if isinstance(node, ast.If | ast.IfExp | ast.Assert):
             complexity += 1
