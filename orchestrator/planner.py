@@ -97,10 +97,10 @@ def goal_from_text(text: str, settings: Settings, registry: SkillRegistry) -> Go
             f"no skill matches goal {text!r}; name one of: {', '.join(registry.names())}"
         )
     skill = ranked[0][0]
-    paths = [
-        token for token in _PATH_TOKEN.findall(text)
-        if ("/" in token or "." in token) and _exists_inside(token, settings)
-    ] or ["."]
+    # Any word that names an existing file or directory inside the roots is a path
+    # ("analyze tasks", "search 'x' in src/a.py"); none means the first root.
+    paths = [token for token in _PATH_TOKEN.findall(text) if _exists_inside(token, settings)]
+    paths = paths or ["."]
     params: dict[str, Any] = {}
     quoted = re.findall(r"['\"]([^'\"]+)['\"]", text)
     if skill == "search_code":
