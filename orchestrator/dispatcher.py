@@ -211,3 +211,48 @@ def release(handle: JobHandle) -> None:
                 remove(current)
             except Exception:  # a stale subscription is a cache entry; dropping it loses nothing
                 continue
+
+
+def publish_window(
+    app: Celery,
+    job_id: str,
+    task_ids: list[str],
+    chunks: list[tuple[int, str, list[dict[str, Any]]]],
+    window: int,
+    timeout_s: float = 3600.0,
+) -> dict[str, Any]:
+    """Publish recorded tasks keeping at most ``window`` in flight; return outcomes by task id.
+
+    A rolling window: a slow task holds one slot, not a whole wave.
+    """
+    runtime = app.victor  # type: ignore[attr-defined]
+    ledger = runtime.ledger
+    runtime.ledger.set_status(job_id, "running")
+    pending = list(zip(task_ids, chunks, strict=True))
+    outcomes: dict[str, Any] = {}
+    in_flight = 0
+    seen = 0
+    deadline = time.monotonic() + timeout_s
+    with app.producer_or_acquire() as producer:
+        while len(outcomes) < len(task_ids):
+            while pending and in_flight < window:
+                task_id, (_, skill, items) = pending.pop(0)
+                app.signature(
+                    BATCH_TASK, args=(skill, items), kwargs={"job_id": job_id},
+                    task_id=task_id,
+                ).apply_async(producer=producer, ignore_result=True)
+                in_flight += 1
+            events = ledger.events(job_id, seen)
+            for event in events:
+                if event.task_id not in outcomes:
+                    outcomes[event.task_id] = event.outcome
+                    in_flight -= 1
+            seen += len(events)
+            if not events:
+                if time.monotonic() > deadline:
+                    raise JobError(f"job {job_id}: no result within {timeout_s:.0f} s")
+                if isinstance(ledger, MemoryLedger):
+                    ledger.wait(0.05)
+                else:
+                    time.sleep(0.002)
+    return outcomes
