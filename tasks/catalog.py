@@ -62,6 +62,11 @@ class LeakInput(_Input):
     value: Any = None
 
 
+class EmbedInput(_Input):
+    texts: list[str] = Field(min_length=1, max_length=1000)
+    dimensions: int = Field(256, ge=8, le=4096)
+
+
 class SelectToolsInput(_Input):
     query: str = Field(min_length=1, max_length=10_000)
     context: str = Field("", max_length=10_000)
@@ -155,4 +160,14 @@ SELECT_TOOLS = SkillSpec(
     input_model=SelectToolsInput,
     implementation="tasks.selection:select_tools",
     keywords=("select", "rank", "tools", "skills", "choose"),
+)
+
+EMBED = SkillSpec(
+    name="embed",
+    description="Embed texts as L2-normalised hashed n-gram vectors (numpy; embedding cache).",
+    input_model=EmbedInput,
+    implementation="tasks.embed:embed",
+    extra="embed",
+    requires=("numpy",),
+    keywords=("embed", "embedding", "vector", "similarity"),
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 GROUPS: dict[str, str] = {
     "dispatch": "orchestrator.bench.dispatch:run",
     "lazy_loading": "orchestrator.bench.lazy_loading:run",
+    "parallel": "orchestrator.bench.parallel:run",
     "metrics": "orchestrator.bench.metrics:run",
     "streaming": "orchestrator.bench.streaming:run",
     "api": "orchestrator.bench.api:run",

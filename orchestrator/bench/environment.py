@@ -25,7 +25,9 @@ class BenchRedis:
         return {"VICTOR_REDIS_URL": self.url, "VICTOR_KEY_PREFIX": self.prefix, **extra}
 
     def settings(self, **overrides: object) -> Settings:
-        return Settings(redis_url=self.url, key_prefix=self.prefix, **overrides)  # type: ignore[arg-type]
+        values: dict[str, object] = {"redis_url": self.url, "key_prefix": self.prefix}
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
 
     def worker(self, concurrency: int = 2, pool: str = "prefork", **env: str) -> WorkerProcess:
         worker = WorkerProcess(self.env(**env), concurrency=concurrency, pool=pool)
