@@ -16,7 +16,9 @@ def read_file(params: ReadFileInput, context: SkillContext) -> dict[str, Any]:
     path = confine(params.path, context.settings.allowed_roots)
     if not path.is_file():
         raise AccessDeniedError(f"path {params.path!r} is not a regular file")
-    limit = min(params.max_bytes or context.settings.max_file_bytes, context.settings.max_file_bytes)
+    limit = min(
+        params.max_bytes or context.settings.max_file_bytes, context.settings.max_file_bytes
+    )
     with path.open("rb") as handle:
         data = handle.read(limit + 1)
     truncated = len(data) > limit

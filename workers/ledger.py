@@ -71,9 +71,7 @@ class JobRecord:
 class Ledger(Protocol):
     """What the dispatcher, the workers, the API and the reconciler need from the ledger."""
 
-    def create_job(
-        self, job: JobRecord, tasks: dict[str, dict[str, Any]], ttl_s: int
-    ) -> None: ...
+    def create_job(self, job: JobRecord, tasks: dict[str, dict[str, Any]], ttl_s: int) -> None: ...
 
     def get_job(self, job_id: str) -> JobRecord: ...
 
@@ -93,9 +91,7 @@ class Ledger(Protocol):
 
     def replay_task(self, job_id: str, task_id: str) -> None: ...
 
-    def record_result(
-        self, job_id: str, task_id: str, outcome: Any, worker: str = ""
-    ) -> bool: ...
+    def record_result(self, job_id: str, task_id: str, outcome: Any, worker: str = "") -> bool: ...
 
     def events(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskEvent]: ...
 
@@ -381,8 +377,14 @@ class RedisLedger:
                     keys.ledger_open(),
                     keys.job(job_id),
                 ],
-                args=[task_id, json.dumps(outcome), f"{job_id}|{task_id}", self._ttl_s,
-                      repr(time.time()), worker],
+                args=[
+                    task_id,
+                    json.dumps(outcome),
+                    f"{job_id}|{task_id}",
+                    self._ttl_s,
+                    repr(time.time()),
+                    worker,
+                ],
             )
         return bool(created)
 
@@ -394,7 +396,9 @@ class RedisLedger:
         for position, (_, fields) in enumerate(entries[after_seq:], start=after_seq + 1):
             events.append(
                 TaskEvent(
-                    position, fields[b"task_id"].decode(), json.loads(fields[b"outcome"]),
+                    position,
+                    fields[b"task_id"].decode(),
+                    json.loads(fields[b"outcome"]),
                     fields.get(b"worker", b"").decode(),
                 )
             )
