@@ -1,4 +1,4 @@
-"""Settings: every knob of the performance guide, plus connections and delivery, env prefix VICTOR_."""
+"""Settings: the performance guide's knobs, connections and delivery (env prefix VICTOR_)."""
 
 from __future__ import annotations
 
