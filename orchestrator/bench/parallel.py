@@ -22,7 +22,13 @@ async def _measure(count: int, ms: int, rounds: int) -> tuple[list[float], list[
     sequential: list[float] = []
     tools = ["sleep"] * count
     params = [{"ms": ms, "value": index} for index in range(count)]
-    async with Orchestrator(Settings(max_parallel_workers=WINDOW)) as orchestrator:
+    # Embedded mode on purpose (even when VICTOR_REDIS_URL is set): both sides share one
+    # in-process worker, so the ratio isolates the window.
+    settings = Settings(
+        max_parallel_workers=WINDOW, redis_url=None, broker_url=None, result_backend_url=None,
+        cache_url=None,
+    )
+    async with Orchestrator(settings) as orchestrator:
         await orchestrator.execute_tools_parallel(tools[:2], params[:2], max_workers=2)
         for _ in range(rounds):
             for window, samples in ((WINDOW, parallel), (1, sequential)):
