@@ -29,6 +29,9 @@ from workers.ledger import TERMINAL, JobRecord
 from workers.redis_client import translated
 
 MAX_REPORTED_PROBLEMS = 20
+# A goal spec nests a few levels; deeper JSON (which the parser accepts up to the recursion
+# limit) would only fail later, when it is validated or serialized, as a 500.
+MAX_JSON_DEPTH = 64
 # A reserved Idempotency-Key whose job is still unrecorded after this long was abandoned.
 IN_FLIGHT_S = 30.0
 
@@ -70,9 +73,35 @@ def decode_json(body: bytes, content_type: str | None) -> Any:
             "'Content-Type: application/json'"
         )
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise BadRequestError(f"request body is not valid JSON: {exc}") from exc
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise BadRequestError(
+            f"request body nests deeper than {MAX_JSON_DEPTH} levels of arrays and objects; "
+            "flatten the values"
+        )
+    return data
+
+
+def json_depth(data: Any) -> int:
+    """How deeply arrays and objects nest in ``data`` (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        stack.extend((child, depth) for child in children)
+    return deepest
 
 
 def _problems(exc: ValidationError, prefix: tuple[Any, ...]) -> list[dict[str, Any]]:
