@@ -220,6 +220,10 @@ from orchestrator import dlq_cli  # noqa: E402 - command groups register after t
 
 dlq_cli.register(app)
 
+from orchestrator import cache_cli  # noqa: E402
+
+cache_cli.register(app)
+
 from orchestrator import beat, metrics_cli, profile_cli  # noqa: E402, F401 - registers them
 from orchestrator import client_cli as _client_cli  # noqa: E402, F401 - submit, jobs
 from orchestrator import flower_cli as _flower_cli  # noqa: E402, F401 - flower

@@ -50,7 +50,7 @@ def score_skills(words: list[str], weights: Weights) -> list[list[Any]]:
     """``[[name, score], ...]`` best first for the words of a goal, skills scoring above 0."""
     if not words:
         return []
-    scored = []
+    scored: list[list[Any]] = []
     norm = math.sqrt(len(words))
     for name, vocabulary in weights.items():
         score = sum(vocabulary.get(word, 0.0) for word in words) / norm

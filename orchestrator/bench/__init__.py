@@ -7,6 +7,8 @@ A group is a function ``run(size: str) -> dict`` returning at least ``group``, `
 from __future__ import annotations
 
 GROUPS: dict[str, str] = {
+    "cache": "orchestrator.bench.cache:run",
+    "tool_selection": "orchestrator.bench.tool_selection:run",
     "dispatch": "orchestrator.bench.dispatch:run",
     "lazy_loading": "orchestrator.bench.lazy_loading:run",
     "parallel": "orchestrator.bench.parallel:run",

@@ -39,3 +39,17 @@ def _cpus() -> int:
     import os
 
     return len(os.sched_getaffinity(0))
+
+
+def run_benchmark(group: str = "tool_selection", iterations: int = 100) -> dict[str, Any]:
+    """The guide's call: run ``group`` for ``iterations`` (groups that count iterations) or at
+    the default size, and return its figures (for tool_selection: latency_ms, throughput,
+    hit_rate, reduction)."""
+    if group not in GROUPS:
+        raise ConfigError(f"no benchmark group {group!r}; known groups: {', '.join(list_groups())}")
+    module_name, _, _ = GROUPS[group].partition(":")
+    module = importlib.import_module(module_name)
+    by_iterations = getattr(module, "run_iterations", None)
+    if by_iterations is not None:
+        return {"group": group, **by_iterations(iterations)}
+    return run_group(group, "default")

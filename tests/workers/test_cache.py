@@ -13,7 +13,7 @@ import redis
 
 from workers.app import Runtime
 from workers.cache import MISSING, CacheManager, LRUStore, MemoryBackend, RedisBackend
-from workers.cache.envelope import seal, unseal
+from workers.cache.envelope import Signer, seal, unseal
 from workers.cache.keying import canonical, digest, tenant_scope
 from workers.settings import Settings
 from workers.skills.registry import load_registry
@@ -256,12 +256,22 @@ def test_keys_carry_a_digest_never_the_raw_input() -> None:
 
 
 def test_envelope_round_trip_and_key_binding() -> None:
-    raw = seal(b"k", "key:a", b'{"x":[1,2]}', time.time() + 60)
-    unsealed = unseal(b"k", "key:a", raw)
+    signer = Signer(b"k")
+    raw = seal(signer, "key:a", b'{"x":[1,2]}', time.time() + 60)
+    unsealed = unseal(signer, "key:a", raw)
     assert unsealed is not None and unsealed.data == {"x": [1, 2]}
-    assert unseal(b"k", "key:b", raw) is None
-    assert unseal(b"other", "key:a", raw) is None
-    assert unseal(b"k", "key:a", b'{"v":2}') is None
+    assert unseal(signer, "key:b", raw) is None
+    assert unseal(Signer(b"other"), "key:a", raw) is None
+    assert unseal(signer, "key:a", b'{"v":2}') is None
+
+
+def test_signer_is_hmac_sha256() -> None:
+    import hmac
+
+    for secret in (b"k", b"x" * 64, b"y" * 100):
+        body = b'{"key":"a","exp":1.0,"data":null}'
+        expected = hmac.new(secret, body, "sha256").hexdigest().encode()
+        assert Signer(secret).mac(body) == expected
 
 
 def test_redis_unreachable_falls_back_to_l1_and_counts_errors() -> None:

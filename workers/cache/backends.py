@@ -106,8 +106,12 @@ class RedisBackend(_Circuit):
             ) from exc
 
     def get(self, key: str) -> bytes | None:
-        with self._translated("reading a cache value"):
+        # The hot path of an L2 hit: no context manager, one client lookup.
+        try:
             return self.client.get(key)  # type: ignore[return-value]
+        except redis.RedisError as exc:
+            with self._translated("reading a cache value"):
+                raise exc
 
     def get_and_check_lock(self, key: str, lock_key: str) -> tuple[bytes | None, bool]:
         with self._translated("waiting for a cache value"):

@@ -29,12 +29,34 @@ class Unsealed:
     expires_at: float
 
 
+class Signer:
+    """HMAC-SHA256 (RFC 2104) with the padded key states computed once, not per value.
+
+    Equal to ``hmac.new(secret, body, "sha256")``, at a fraction of its set-up cost.
+    """
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) > 64:
+            secret = hashlib.sha256(secret).digest()
+        padded = secret.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in padded))
+        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in padded))
+
+    def mac(self, body: bytes) -> bytes:
+        """The hex MAC of ``body``, as bytes."""
+        inner = self._inner.copy()
+        inner.update(body)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest().encode()
+
+
 def encode(value: Any) -> bytes:
     """Compact JSON of ``value``; raises TypeError/ValueError when it is not JSON."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-def seal(secret: bytes, key: str, data_json: bytes, expires_at: float) -> bytes:
+def seal(signer: Signer, key: str, data_json: bytes, expires_at: float) -> bytes:
     """Wrap already-encoded ``data_json`` for ``key`` with its expiry and MAC."""
     body = b"".join(
         (
@@ -47,11 +69,10 @@ def seal(secret: bytes, key: str, data_json: bytes, expires_at: float) -> bytes:
             b"}",
         )
     )
-    mac = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
-    return b"".join((_HEAD, mac, _MID, body, b"}"))
+    return b"".join((_HEAD, signer.mac(body), _MID, body, b"}"))
 
 
-def unseal(secret: bytes, key: str, raw: bytes) -> Unsealed | None:
+def unseal(signer: Signer, key: str, raw: bytes) -> Unsealed | None:
     """The verified value of ``raw`` for ``key``, or None if it is foreign or tampered."""
     if len(raw) <= _BODY_START or not raw.startswith(_HEAD) or not raw.endswith(b"}"):
         return None
@@ -59,8 +80,7 @@ def unseal(secret: bytes, key: str, raw: bytes) -> Unsealed | None:
     if raw[len(_HEAD) + _MAC_HEX : _BODY_START] != _MID:
         return None
     body = raw[_BODY_START:-1]
-    expected = hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
-    if not hmac.compare_digest(mac, expected):
+    if not hmac.compare_digest(mac, signer.mac(body)):
         return None
     try:
         decoded = json.loads(body)

@@ -38,7 +38,7 @@ class CacheProvider:
         self._forks = -1
 
     def __call__(self) -> CacheManager:
-        if self._manager is None or self._forks != _forks:
+        if self._manager is None or self._forks != _forks or self._manager.closed:
             self._manager = cache_manager(self.settings)
             self._forks = _forks
         return self._manager

@@ -9,6 +9,7 @@ stats to Redis (with a TTL) so fleet-wide figures include every process, and, wi
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections import OrderedDict
 from typing import Any
 
 from workers.cache.backends import L2Backend, MemoryBackend, RedisBackend, Subscription
@@ -88,6 +90,7 @@ class CacheManager:
         self._resubscribed = False
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
+        self.closed = False
         self._start_lock = threading.Lock()
         self.listener_errors = 0
         self.invalidations_applied = 0
@@ -131,6 +134,7 @@ class CacheManager:
 
     def close(self) -> None:
         """Stop the maintenance thread and publish the final stats."""
+        self.closed = True
         self._closed.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -255,6 +259,8 @@ class CacheManager:
     def _broadcast(self, message: dict[str, Any], wait_s: float) -> dict[str, int]:
         assert self.l2 is not None
         notified = self.l2.publish(self.keys.cache_channel(), json.dumps(message).encode())
+        if self._subscription is not None:
+            notified = max(0, notified - 1)  # this process applied it already, and stays quiet
         acknowledged = 0
         if notified and wait_s > 0:
             acknowledged = self.l2.wait_acks(self.keys.cache_ack(message["id"]), notified, wait_s)
@@ -269,12 +275,14 @@ class CacheManager:
         except (ValueError, KeyError, TypeError):
             logger.warning("ignored a malformed cache broadcast: %r", raw[:200])
             return
-        if op == "invalidate" and message.get("origin") != self.process_id:
+        if message.get("origin") == self.process_id:
+            return
+        if op == "invalidate":
             caches = [str(name) for name in message.get("caches", [])]
             match = str(message.get("match", ""))
             if match.startswith(f"{self.keys.prefix}:"):
                 self.apply_invalidation(caches, match)
-        elif op == "clear_expired" and message.get("origin") != self.process_id:
+        elif op == "clear_expired":
             for cache in self.caches.values():
                 cache.clear_expired()
         if self.l2 is not None:
@@ -323,7 +331,9 @@ class CacheManager:
         local = self.stats()
         if self.l2 is None:
             return local
-        self.publish_stats()
+        active = local["hits"] + local["misses"] + local["bypassed"] + local["current_size"]
+        if active:
+            self.publish_stats()
         try:
             raws = self.l2.values_matching(self.keys.cache_stats_pattern())
         except BackendUnavailableError as exc:
@@ -334,7 +344,7 @@ class CacheManager:
                 reports.append(json.loads(raw))
             except ValueError:
                 continue
-        if not any(report.get("process_id") == self.process_id for report in reports):
+        if active and not any(report.get("process_id") == self.process_id for report in reports):
             reports.append(local)
         caches: dict[str, dict[str, Any]] = {}
         for name in CACHE_NAMES:
@@ -401,25 +411,36 @@ def _maintain(ref: weakref.ReferenceType[CacheManager], closed: threading.Event)
             del manager
 
 
-_managers: weakref.WeakValueDictionary[tuple[int, int], CacheManager] = (
-    weakref.WeakValueDictionary()
-)
+MAX_MANAGERS = 16
+_managers: OrderedDict[tuple[int, str], CacheManager] = OrderedDict()
 _managers_lock = threading.Lock()
-_latest: list[weakref.ReferenceType[CacheManager]] = []
+
+
+def settings_fingerprint(settings: Settings) -> str:
+    """Equal settings (secrets included) give equal fingerprints."""
+    values = settings.model_dump(mode="json")
+    values["cache_hmac_key"] = settings.cache_hmac_key.get_secret_value()
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def cache_manager(settings: Settings) -> CacheManager:
-    """This process's started manager for ``settings`` (one per settings object and process).
+    """This process's started manager for these settings: equal settings share one.
 
-    The caller keeps it alive (the app's Runtime does); a process that forks gets its own.
+    So two sessions of one process (two analyses in a row) share the L1. A process that forks
+    gets its own. At most ``MAX_MANAGERS`` are kept; the oldest is closed beyond that.
     """
-    key = (os.getpid(), id(settings))
+    key = (os.getpid(), settings_fingerprint(settings))
+    evicted: list[CacheManager] = []
     with _managers_lock:
         manager = _managers.get(key)
-        if manager is None or manager.settings is not settings:
+        if manager is None or manager.closed:
             manager = CacheManager(settings)
             _managers[key] = manager
-            _latest[:] = [weakref.ref(manager)]
+        _managers.move_to_end(key)
+        while len(_managers) > MAX_MANAGERS:
+            evicted.append(_managers.popitem(last=False)[1])
+    for old in evicted:
+        old.close()
     return manager.start()
 
 
@@ -429,9 +450,9 @@ def memory_manager(settings: Settings, backend: MemoryBackend | None = None) -> 
 
 
 def latest_manager() -> CacheManager | None:
-    """The manager most recently created by ``cache_manager`` in this process, if alive."""
+    """The manager most recently asked for in this process, if any."""
     with _managers_lock:
-        manager = _latest[0]() if _latest else None
-    if manager is not None and manager.pid != os.getpid():
-        return None
-    return manager
+        for (pid, _), manager in reversed(_managers.items()):
+            if pid == os.getpid() and not manager.closed:
+                return manager
+    return None

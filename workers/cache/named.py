@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 from workers.cache.backends import L2Backend
-from workers.cache.envelope import encode, seal, unseal
+from workers.cache.envelope import Signer, encode, seal, unseal
 from workers.cache.keying import current_tenant, digest
 from workers.cache.memory import MISSING, LRUStore
 from workers.errors import BackendUnavailableError
@@ -88,7 +88,7 @@ class NamedCache:
         self.config = config
         self.keys = keys
         self._default_tenant = default_tenant
-        self._secret = secret
+        self._signer = Signer(secret)
         self.l2 = l2
         self._flight_timeout_s = flight_timeout_s
         self._generation = generation
@@ -276,7 +276,7 @@ class NamedCache:
 
     def _accept(self, key: str, raw: bytes, namespace: str | None) -> Any:
         """Verify an L2 value and copy it into L1 with the expiry it already had."""
-        unsealed = unseal(self._secret, key, raw)
+        unsealed = unseal(self._signer, key, raw)
         if unsealed is None:
             with self._lock:
                 self._count(namespace).rejected += 1
@@ -293,7 +293,7 @@ class NamedCache:
     ) -> None:
         self.l1.put(key, value, len(key) + len(data) + 100, ttl_s)
         if self._l2_usable():
-            raw = seal(self._secret, key, data, time.time() + ttl_s)
+            raw = seal(self._signer, key, data, time.time() + ttl_s)
             self._l2_call(namespace, lambda: self.l2.set(key, raw, ttl_s))  # type: ignore[union-attr]
 
     # --- maintenance -------------------------------------------------------------------
