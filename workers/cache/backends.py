@@ -8,6 +8,7 @@ error per back-off, not one timeout per lookup.
 from __future__ import annotations
 
 import fnmatch
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,22 @@ from workers.errors import BackendUnavailableError
 from workers.redis_client import redis_client
 
 Handler = Callable[[bytes], None]
+
+_forks = 0
+
+
+def _after_fork_in_child() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def forks() -> int:
+    """How many times this process's ancestry forked (changes in each child)."""
+    return _forks
+
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -89,10 +106,16 @@ class RedisBackend(_Circuit):
         self.url = url
         self._timeout_s = timeout_s
         self._release: Any = None
+        self._client: redis.Redis | None = None
+        self._client_forks = -1
 
     @property
     def client(self) -> redis.Redis:
-        return redis_client(self.url, self._timeout_s)
+        # The pooled client of this process, looked up again only after a fork.
+        if self._client is None or self._client_forks != forks():
+            self._client = redis_client(self.url, self._timeout_s)
+            self._client_forks = forks()
+        return self._client
 
     @contextmanager
     def _translated(self, what: str) -> Iterator[None]:

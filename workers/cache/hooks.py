@@ -8,21 +8,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from workers.cache.backends import forks
 from workers.cache.keying import check_tenant, file_fingerprint, scoped_tenant
 from workers.cache.manager import CacheManager, cache_manager
 from workers.errors import ConfigError
 from workers.settings import Settings
 from workers.skills.spec import SkillSpec
-
-_forks = 0
-
-
-def _after_fork_in_child() -> None:
-    global _forks
-    _forks += 1
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class CacheProvider:
@@ -38,15 +29,15 @@ class CacheProvider:
         self._forks = -1
 
     def __call__(self) -> CacheManager:
-        if self._manager is None or self._forks != _forks or self._manager.closed:
+        if self._manager is None or self._forks != forks() or self._manager.closed:
             self._manager = cache_manager(self.settings)
-            self._forks = _forks
+            self._forks = forks()
         return self._manager
 
     @property
     def started(self) -> CacheManager | None:
         """The manager if this process already made one (never creates it)."""
-        return self._manager if self._forks == _forks else None
+        return self._manager if self._forks == forks() else None
 
 
 def skill_environment(settings: Settings) -> dict[str, Any]:
