@@ -75,10 +75,14 @@ def dispatch_plan(
     if plan.inline:
         _run_inline(app, handle, chunks)
         return handle
+    chorded = plan.reduce is not None and runtime.settings.mode is Mode.DISTRIBUTED
+    chained = plan.strategy == "sequential" and len(plan.steps) > 1
+    # Outcomes live in the ledger; only Celery's joins (a chord, or a chain of groups, which
+    # Celery turns into chords) need them in the result backend too.
     signatures = [
         app.signature(
             BATCH_TASK, args=(skill, items), kwargs={"job_id": job_id}, task_id=task_id,
-            immutable=True,
+            immutable=True, ignore_result=not (chorded or chained),
         )
         for task_id, (_, skill, items) in zip(task_ids, chunks, strict=True)
     ]
@@ -92,7 +96,7 @@ def dispatch_plan(
         )
     runtime.ledger.set_status(job_id, "running")
     with app.producer_or_acquire() as producer:
-        if reduce_sig is not None and runtime.settings.mode is Mode.DISTRIBUTED:
+        if reduce_sig is not None and chorded:
             # Redis backends join a chord natively, linear in the header size.
             handle.result = chord(canvas if isinstance(canvas, group) else [canvas])(
                 reduce_sig, producer=producer
@@ -187,11 +191,14 @@ def _send_collected_reduce(handle: JobHandle) -> None:
 
 def _celery_failure(handle: JobHandle) -> str | None:
     result = handle.result
-    if result is None or handle.fan_in == "none" or not result.ready():
+    if result is None or handle.fan_in == "none":
         return None
-    if result.failed():
+    try:
+        if not result.ready() or not result.failed():
+            return None
         return f"{type(result.result).__name__}: {result.result}"
-    return None
+    except Exception as exc:  # a result that cannot be read (tampered, foreign) is a failure
+        return f"the reduce result could not be read ({type(exc).__name__}); see the worker log"
 
 
 def release(handle: JobHandle) -> None:

@@ -176,10 +176,9 @@ def _register_tasks(app: Celery, runtime: Runtime) -> None:
         ledger = runtime.ledger
         # A task is finished once, by task id: a redelivered or re-dispatched copy returns the
         # recorded outcome, so a chord counts the same value whichever copy reports.
-        recorded = ledger.get_result(job_id, task_id)
+        recorded, deliveries = ledger.begin(job_id, task_id)
         if recorded is not None:
             return recorded  # type: ignore[no-any-return]
-        deliveries = ledger.begin_task(task_id, job_id)
         if deliveries > runtime.settings.max_deliveries:
             return _dead_letter(ledger, job_id, task_id, skill, items, deliveries)
         outcomes = runtime.executor.run_batch(skill, items)
@@ -218,7 +217,14 @@ def _register_tasks(app: Celery, runtime: Runtime) -> None:
             # re-sends the reduce later if this gives up).
             raise self.retry(countdown=1, max_retries=30)
         ordered = [recorded[task_id] for task_id in sorted(recorded, key=_task_order)]
-        value = runtime.executor.run(skill, {**(params or {}), "results": ordered})
+        try:
+            value = runtime.executor.run(skill, {**(params or {}), "results": ordered})
+        except BackendUnavailableError:
+            raise
+        except Exception as exc:
+            # The job ends here, whoever watches it (CLI, API, SSE): record why.
+            ledger.set_status(job_id, "failed", error=f"reduce {skill!r} failed: {exc}")
+            raise
         ledger.set_status(job_id, "succeeded", result=value)
         return value
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from celery import Celery, _state
+from celery import Celery, _state, signals
 
 from workers.errors import VictorError
 
@@ -24,6 +24,8 @@ def embedded_worker(
 
     class EmbeddedWorkController(app.WorkController):  # type: ignore[name-defined,misc]
         def on_consumer_ready(self, consumer: Any) -> None:
+            # What a standalone worker does here: readiness hooks (metrics, pre-warm) run too.
+            signals.worker_ready.send(sender=consumer)
             ready.set()
 
     app.finalize()

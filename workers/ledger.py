@@ -163,6 +163,10 @@ class MemoryLedger:
                 self._open[(job_id, task_id)] = time.time()
             return self._deliveries[task_id]
 
+    def begin(self, job_id: str, task_id: str) -> tuple[Any, int]:
+        with self._lock:
+            return self.get_result(job_id, task_id), self.begin_task(task_id, job_id)
+
     def get_result(self, job_id: str, task_id: str) -> Any:
         with self._lock:
             return self._results.get(job_id, {}).get(task_id)
@@ -354,6 +358,18 @@ class RedisLedger:
                 pipe.zadd(self._keys.ledger_open(), {f"{job_id}|{task_id}": time.time()}, xx=True)
             count = pipe.execute()[0]
         return int(count)
+
+    def begin(self, job_id: str, task_id: str) -> tuple[Any, int]:
+        """One round trip at task start: the recorded outcome (or None) and the delivery count."""
+        key = self._keys.ledger_deliveries()
+        with translated("starting a task"):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hget(self._keys.job_results(job_id), task_id)
+            pipe.hincrby(key, task_id, 1)
+            pipe.expire(key, self._ttl_s)
+            pipe.zadd(self._keys.ledger_open(), {f"{job_id}|{task_id}": time.time()}, xx=True)
+            raw, count, _, _ = pipe.execute()
+        return (None if raw is None else json.loads(raw)), int(count)
 
     def get_result(self, job_id: str, task_id: str) -> Any:
         """The recorded outcome of ``task_id``, or None when it has not finished."""
