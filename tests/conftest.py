@@ -28,6 +28,14 @@ def _answers(url: str) -> bool:
         return False
 
 
+@pytest.fixture(autouse=True)
+def _private_cache_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Embedded mode persists its cache under VICTOR_CACHE_DIR: a fresh one for each test."""
+    monkeypatch.setenv("VICTOR_CACHE_DIR", str(tmp_path_factory.mktemp("cache-dir")))
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A Redis for tests: VICTOR_TEST_REDIS_URL, the shared one on db 9, or our own server.

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workers.errors import ConfigError
@@ -109,6 +110,9 @@ class Settings(BaseSettings):
     cache_single_flight_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="how long a miss waits for another process's value"
     )
+    # Embedded mode's persistent L2 (a SQLite file in this directory) when no cache_url is set;
+    # "" or "none" keeps no file (L1 only).
+    cache_dir: str = Field(default_factory=lambda: _default_cache_dir())
 
     # --- memory ---------------------------------------------------------------------------
     memory_limit_mb: int = Field(1024, ge=32, le=1_048_576)
@@ -211,6 +215,12 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from exc
 
+    @field_validator("cache_dir")
+    @classmethod
+    def _cache_dir(cls, value: str) -> str:
+        value = value.strip()
+        return "" if value.lower() == "none" else os.path.expanduser(value)
+
     @model_validator(mode="before")
     @classmethod
     def _apply_profile(cls, data: Any) -> Any:
@@ -269,6 +279,12 @@ class Settings(BaseSettings):
     @property
     def effective_concurrency(self) -> int:
         return self.worker_concurrency or self.max_parallel_workers
+
+
+def _default_cache_dir() -> str:
+    """``$XDG_CACHE_HOME/victor-fleet``, else ``~/.cache/victor-fleet``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "victor-fleet")
 
 
 def _describe(exc: ValidationError) -> str:

@@ -15,6 +15,7 @@ from workers.app import Runtime
 from workers.cache import MISSING, CacheManager, LRUStore, MemoryBackend, RedisBackend
 from workers.cache.envelope import Signer, seal, unseal
 from workers.cache.keying import canonical, digest, tenant_scope
+from workers.cache.sqlite import SqliteBackend
 from workers.settings import Settings
 from workers.skills.registry import load_registry
 
@@ -31,12 +32,16 @@ class Counter:
         return self.value if self.value is not None else {"n": self.calls}
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def make_manager(request: pytest.FixtureRequest) -> Iterator[Callable[..., CacheManager]]:
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def make_manager(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., CacheManager]]:
     """Managers sharing one L2 of the parametrized kind (each manager = one process's L1)."""
+    base: dict[str, Any] = {}
     if request.param == "memory":
         backend: Any = MemoryBackend()
-        base: dict[str, Any] = {}
+    elif request.param == "sqlite":
+        backend = SqliteBackend(str(tmp_path / "cache.sqlite3"))
     else:
         url = request.getfixturevalue("redis_url")
         prefix = request.getfixturevalue("key_prefix")
@@ -52,6 +57,7 @@ def make_manager(request: pytest.FixtureRequest) -> Iterator[Callable[..., Cache
     yield build
     for manager in managers:
         manager.close()
+    backend.close()
 
 
 def test_a_miss_computes_once_then_l1_then_l2_serve(make_manager) -> None:

@@ -83,6 +83,10 @@ class L2Backend(Protocol):
 
     def wait_acks(self, key: str, count: int, timeout_s: float) -> int: ...
 
+    def sweep(self) -> int: ...
+
+    def close(self) -> None: ...
+
 
 class _Circuit:
     """Down-for-a-while state shared by one backend's callers."""
@@ -189,6 +193,13 @@ class RedisBackend(_Circuit):
     def subscribe(self, channel: str) -> RedisSubscription:
         return RedisSubscription(self, channel)
 
+    def sweep(self) -> int:
+        """Nothing to do: Redis expires values by their TTL."""
+        return 0
+
+    def close(self) -> None:
+        """Nothing to do: the pooled client belongs to the process."""
+
     def push_ack(self, key: str, ttl_s: float) -> None:
         with self._translated("acknowledging a cache invalidation"):
             pipe = self.client.pipeline(transaction=False)
@@ -294,6 +305,17 @@ class MemoryBackend(_Circuit):
         with self._lock:
             keys = [key for key in self._values if fnmatch.fnmatchcase(key, pattern)]
             return [value for key in keys if (value := self._live(key)) is not None]
+
+    def sweep(self) -> int:
+        with self._lock:
+            now = time.monotonic()
+            doomed = [key for key, (_, expires_at) in self._values.items() if expires_at <= now]
+            for key in doomed:
+                del self._values[key]
+        return len(doomed)
+
+    def close(self) -> None:
+        return None
 
     def publish(self, channel: str, message: bytes) -> int:
         with self._lock:

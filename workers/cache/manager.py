@@ -8,6 +8,7 @@ stats to Redis (with a TTL) so fleet-wide figures include every process, and, wi
 
 from __future__ import annotations
 
+import atexit
 import fnmatch
 import hashlib
 import json
@@ -24,9 +25,10 @@ from typing import Any
 from workers.cache.backends import L2Backend, MemoryBackend, RedisBackend, Subscription
 from workers.cache.keying import check_tenant
 from workers.cache.named import CacheConfig, Counters, NamedCache, with_rates
+from workers.cache.sqlite import FILE_NAME, SCHEME, SqliteBackend, sqlite_path
 from workers.errors import BackendUnavailableError, ConfigError
 from workers.keys import Keys
-from workers.settings import Settings
+from workers.settings import Mode, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +60,44 @@ def _config(settings: Settings, name: str) -> CacheConfig:
     )
 
 
+def l2_url(settings: Settings) -> str | None:
+    """Where the shared level lives: ``cache_url`` / ``redis_url``, else (embedded mode) a
+    SQLite file in ``cache_dir``, else nowhere (L1 only)."""
+    url = settings.effective_cache_url
+    if url:
+        return url
+    if settings.mode is Mode.EMBEDDED and settings.cache_dir:
+        return (
+            f"{SCHEME}/{os.path.abspath(os.path.join(settings.cache_dir, FILE_NAME)).lstrip('/')}"
+        )
+    return None
+
+
+def l2_backend(settings: Settings) -> L2Backend | None:
+    """The L2 backend ``settings`` select (see ``l2_url``)."""
+    url = l2_url(settings)
+    if url is None:
+        return None
+    if url.startswith(SCHEME):
+        sizes = {name: f"{name}_cache_size" for name in CACHE_NAMES}
+
+        def row_cap(bucket: str) -> int | None:
+            field = sizes.get(bucket)
+            return None if field is None else int(getattr(settings, field))
+
+        return SqliteBackend(sqlite_path(url), row_cap)
+    return RedisBackend(url)
+
+
 class CacheManager:
     """The three named caches of this process on one L2 (or none: L1 only)."""
 
     def __init__(self, settings: Settings, l2: L2Backend | str | None = "auto") -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
+        self._owns_l2 = l2 == "auto"
         if l2 == "auto":
-            url = settings.effective_cache_url
-            l2 = RedisBackend(url) if url else None
+            l2 = l2_backend(settings)
         assert not isinstance(l2, str)
         self.l2: L2Backend | None = l2
         self.pid = os.getpid()
@@ -143,6 +174,8 @@ class CacheManager:
         if self._subscription is not None:
             self._subscription.close()
             self._subscription = None
+        if self._owns_l2 and self.l2 is not None:
+            self.l2.close()
 
     def _subscribe(self) -> bool:
         if self.l2 is None or self._subscription is not None:
@@ -241,10 +274,12 @@ class CacheManager:
         return result
 
     def clear_expired(self, broadcast: bool = True, wait_s: float = ACK_WAIT_S) -> dict[str, Any]:
-        """Drop expired L1 entries here and (broadcast) in every process; L2 expires by TTL."""
+        """Drop expired L1 entries here and (broadcast) in every process, and expired L2 rows
+        (Redis expires its own by TTL; a SQLite file is swept and trimmed to the row caps)."""
         removed = sum(cache.clear_expired() for cache in self.caches.values())
         result: dict[str, Any] = {
             "l1_removed": removed,
+            "l2_removed": self.sweep_l2(),
             "processes_notified": 0,
             "processes_acknowledged": 0,
         }
@@ -255,6 +290,16 @@ class CacheManager:
             except BackendUnavailableError as exc:
                 result["error"] = str(exc)
         return result
+
+    def sweep_l2(self) -> int:
+        """Expired (and over-cap) L2 rows removed now; 0 when L2 is down or expires by itself."""
+        if self.l2 is None or not self.l2.available():
+            return 0
+        try:
+            return self.l2.sweep()
+        except BackendUnavailableError as exc:
+            logger.warning("%s", exc)
+            return 0
 
     def _broadcast(self, message: dict[str, Any], wait_s: float) -> dict[str, int]:
         assert self.l2 is not None
@@ -400,6 +445,7 @@ def _maintain(ref: weakref.ReferenceType[CacheManager], closed: threading.Event)
                 elif now >= next_sweep:
                     for cache in manager.caches.values():
                         cache.clear_expired()
+                    manager.sweep_l2()
                     next_sweep = now + settings.cache_auto_invalidate_interval
             if now >= next_stats and any(c.changed for c in manager.caches.values()):
                 manager.publish_stats()
@@ -442,6 +488,17 @@ def cache_manager(settings: Settings) -> CacheManager:
     for old in evicted:
         old.close()
     return manager.start()
+
+
+@atexit.register
+def _close_file_backed_managers() -> None:
+    """Publish the final stats of managers on a SQLite L2 (a short CLI run's figures stay
+    readable by ``victor cache stats`` for a while) and close their files."""
+    with _managers_lock:
+        mine = [m for (pid, _), m in _managers.items() if pid == os.getpid() and not m.closed]
+    for manager in mine:
+        if isinstance(manager.l2, SqliteBackend):
+            manager.close()
 
 
 def memory_manager(settings: Settings, backend: MemoryBackend | None = None) -> CacheManager:
