@@ -43,10 +43,19 @@ def _settings() -> Settings:
 
 
 def _embedded_note(settings: Settings) -> None:
-    if settings.mode is Mode.EMBEDDED and not settings.cache_url:
+    from workers.cache.manager import l2_url
+
+    url = l2_url(settings) or ""
+    if url.startswith("sqlite:"):
+        console.print(
+            f"[yellow]embedded mode:[/yellow] the cache persists in {url} and is shared by the "
+            "runs on this host; figures cover processes seen in the last 30 s"
+        )
+    elif settings.mode is Mode.EMBEDDED and not settings.cache_url:
         console.print(
             "[yellow]embedded mode:[/yellow] no cache Redis is configured, so the cache lives "
-            "only inside the process running a job; set VICTOR_REDIS_URL to see a fleet"
+            "only inside the process running a job; set VICTOR_REDIS_URL to see a fleet, or "
+            "VICTOR_CACHE_DIR to keep it between runs"
         )
 
 
