@@ -132,6 +132,10 @@ def create_app(
     """Build a Celery app for ``settings`` with one task per installed skill."""
     settings = settings or load_settings()
     registry = registry or load_registry()
+    if settings.mode is Mode.DISTRIBUTED:
+        from workers import kombu_patches
+
+        kombu_patches.install()  # a Redis restart must not stop the worker (A7)
     app = Celery(
         "victor",
         broker=settings.effective_broker_url,
