@@ -37,5 +37,5 @@ def install() -> None:
         return original(self, asynchronous=asynchronous)
 
     _connparams.victor_guard = True  # type: ignore[attr-defined]
-    transport.Channel._connparams = _connparams
+    transport.Channel._connparams = _connparams  # type: ignore[method-assign]
     _INSTALLED = True
