@@ -34,7 +34,7 @@ def install() -> None:
     def _connparams(self: Any, asynchronous: bool = False) -> Any:
         if getattr(self.connection, "client", None) is None:
             raise RedisConnectionError("the broker connection was already released; reconnecting")
-        return original(self, asynchronous=asynchronous)
+        return original(self, asynchronous=asynchronous)  # type: ignore[no-untyped-call]
 
     _connparams.victor_guard = True  # type: ignore[attr-defined]
     transport.Channel._connparams = _connparams  # type: ignore[method-assign]
