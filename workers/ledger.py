@@ -204,7 +204,12 @@ class MemoryLedger:
                 return False
             results[task_id] = outcome
             job = self._jobs.get(job_id)
-            if job and not job.meta.get("has_reduce") and len(results) >= job.total_tasks:
+            if (
+                job
+                and not job.meta.get("has_reduce")
+                and job.status != "revoked"
+                and len(results) >= job.total_tasks
+            ):
                 job.status = "succeeded"
                 job.updated_at = time.time()
             events = self._events.setdefault(job_id, [])
@@ -258,7 +263,9 @@ if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('XADD', KEYS[2], '*', 'task_id', ARGV[1], 'outcome', ARGV[2], 'worker', ARGV[6])
 redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('HSET', KEYS[4], 'updated_at', ARGV[5])
+-- A revoked job stays revoked, whatever copy of its tasks still finishes.
 if redis.call('HGET', KEYS[4], 'has_reduce') == '0' and
+   redis.call('HGET', KEYS[4], 'status') ~= 'revoked' and
    tonumber(redis.call('HGET', KEYS[4], 'total_tasks')) <= redis.call('HLEN', KEYS[1]) then
   redis.call('HSET', KEYS[4], 'status', 'succeeded')
 end

@@ -8,6 +8,7 @@ this one makes sure a route added later cannot skip authentication unnoticed.
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 import httpx
@@ -111,3 +112,22 @@ def test_c6_every_route_needs_a_key_hides_other_tenants_and_limits_rate(
             "bad_credentials_kinds": len(BAD_HEADERS),
         },
     ).write()
+
+
+@pytest.mark.integration
+def test_c6_a_revoked_job_stays_revoked_when_its_tasks_still_run(
+    redis_settings, live_api, worker_factory
+) -> None:
+    """DELETE answers revoked; a worker that never heard the revoke runs the tasks anyway (it
+    started later): the ledger records their results but the job does not flip to succeeded."""
+    settings = redis_settings()
+    api = live_api(settings)
+    client = api.client(api.key(tenant="c6r", scopes="submit,read"))
+    job_id = client.post("/v1/jobs", json=noop_goal(2)).json()["job_id"]
+    assert client.delete(f"/v1/jobs/{job_id}").json()["status"] == "revoked"
+    worker_factory(settings, concurrency=1)
+    deadline = time.monotonic() + 30
+    while client.get(f"/v1/jobs/{job_id}").json()["done_tasks"] < 2:
+        assert time.monotonic() < deadline, "the tasks did not run"
+        time.sleep(0.1)
+    assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "revoked"
