@@ -48,6 +48,9 @@ def embedded_worker(
     thread.start()
     if not ready.wait(start_timeout_s):
         raise VictorError(f"the embedded worker did not start within {start_timeout_s} s")
+    # Starting a worker marks the whole process as "inside a worker", which forbids
+    # result.get() everywhere; here the caller is not a task, so lift it again.
+    _state._set_task_join_will_block(False)
     try:
         yield worker
     finally:
