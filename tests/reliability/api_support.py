@@ -39,6 +39,7 @@ class Answer:
     latency_s: float
     body: dict[str, Any] | None = None
     error: str | None = None
+    tag: str = ""  # what the caller sent (for example the task key), to match answers later
 
     @property
     def job_id(self) -> str | None:
@@ -51,6 +52,7 @@ def post(
     *,
     content: bytes | None = None,
     headers: dict[str, str] | None = None,
+    tag: str = "",
 ) -> Answer:
     """POST /v1/jobs and time it; a transport error is status 0 (never raised)."""
     started = time.time()
@@ -61,13 +63,14 @@ def post(
         else:
             response = client.post("/v1/jobs", json=goal, headers=headers)
     except httpx.HTTPError as exc:
-        return Answer(0, started, time.perf_counter() - clock, error=f"{type(exc).__name__}")
+        return Answer(0, started, time.perf_counter() - clock, error=type(exc).__name__, tag=tag)
     latency = time.perf_counter() - clock
     try:
         body = response.json()
     except ValueError:
         body = None
-    return Answer(response.status_code, started, latency, body if isinstance(body, dict) else None)
+    parsed = body if isinstance(body, dict) else None
+    return Answer(response.status_code, started, latency, parsed, tag=tag)
 
 
 @dataclass
