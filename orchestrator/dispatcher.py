@@ -13,6 +13,8 @@ from celery.canvas import Signature
 
 from orchestrator.plan import Plan
 from workers.app import BATCH_TASK, REDUCE_TASK
+from workers.cache.hooks import TENANT_HEADER
+from workers.cache.keying import tenant_scope
 from workers.errors import JobError
 from workers.ledger import TERMINAL, JobRecord, MemoryLedger
 from workers.memory import record_episode
@@ -73,7 +75,8 @@ def dispatch_plan(
     job_id, task_ids, chunks = record_job(app, plan, tenant=tenant, job_id=job_id)
     handle = JobHandle(job_id=job_id, plan=plan, task_ids=task_ids, app=app)
     if plan.inline:
-        _run_inline(app, handle, chunks)
+        with tenant_scope(tenant):  # the job's tenant scopes its cache entries
+            _run_inline(app, handle, chunks)
         return handle
     chorded = plan.reduce is not None and runtime.settings.mode is Mode.DISTRIBUTED
     chained = plan.strategy == "sequential" and len(plan.steps) > 1
@@ -83,6 +86,7 @@ def dispatch_plan(
         app.signature(
             BATCH_TASK, args=(skill, items), kwargs={"job_id": job_id}, task_id=task_id,
             immutable=True, ignore_result=not (chorded or chained),
+            headers={TENANT_HEADER: tenant},  # workers key their cache entries by it
         )
         for task_id, (_, skill, items) in zip(task_ids, chunks, strict=True)
     ]

@@ -336,3 +336,14 @@ def test_redis_keys_use_scan_not_keys(redis_url: str, key_prefix: str) -> None:
     assert backend.delete_matching(f"{key_prefix}:*:cache:response:*") == 1200
     assert client.info("commandstats").get("cmdstat_keys", {}).get("calls", 0) == before
     client.close()
+
+
+def test_a_tenant_name_unsafe_in_a_key_gets_a_hashed_part_no_valid_name_can_take() -> None:
+    from workers.cache.keying import safe_tenant
+
+    manager = CacheManager(Settings(), None)
+    with tenant_scope("acme corp:*"):
+        key = manager.response.key("s", "1", 1)
+    part = key.split(":")[1]
+    assert part == safe_tenant("acme corp:*") and part.startswith("+") and len(part) == 65
+    assert safe_tenant("acme") == "acme" and safe_tenant(part) != part

@@ -216,3 +216,40 @@ def test_a_manager_recovers_when_redis_returns() -> None:
         manager.close()
     finally:
         server.close()
+
+
+@pytest.mark.integration
+def test_two_tenants_jobs_on_a_worker_do_not_share_response_entries(
+    redis_settings: Callable[..., Settings],
+    worker_factory: Callable[..., Any],
+    tmp_path: Path,
+    redis_url: str,
+) -> None:
+    for index in range(4):
+        (tmp_path / f"m{index}.py").write_text(f"def f{index}(x):\n    return x + {index}\n")
+    settings = redis_settings(allowed_roots=[tmp_path], parallel_threshold=1, chunk_size=2)
+    worker_factory(settings, concurrency=2)
+    goal = GoalSpec(steps=[StepSpec(skill="analyze_code", paths=[str(tmp_path)])])
+    client = redis.Redis.from_url(redis_url)
+
+    def stored(tenant: str) -> set[bytes]:
+        pattern = f"{settings.key_prefix}:{tenant}:cache:response:*"
+        return set(client.scan_iter(match=pattern))
+
+    with Session(settings) as session:
+        for tenant in ("alpha", "beta", "alpha"):
+            plan = plan_goal(goal, settings, session.app.victor.registry)
+            job = wait_job(dispatch_plan(session.app, plan, tenant=tenant), timeout_s=60)
+            assert job.status == "succeeded", job.error
+    alpha, beta = stored("alpha"), stored("beta")
+    assert len(alpha) == len(beta) == 4 and not stored(settings.tenant)
+    # Same files, same inputs: only the tenant part of the key differs.
+    assert {key.split(b":", 2)[2] for key in alpha} == {key.split(b":", 2)[2] for key in beta}
+    deadline = time.monotonic() + 10
+    fleet = get_cache_stats(settings)
+    while time.monotonic() < deadline and fleet["caches"]["response"]["hits"] < 4:
+        time.sleep(0.2)  # the worker publishes its stats about once a second
+        fleet = get_cache_stats(settings)
+    response = fleet["caches"]["response"]
+    assert (response["computations"], response["hits"]) == (8, 4), response  # alpha's rerun hit
+    client.close()

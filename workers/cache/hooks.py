@@ -9,9 +9,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from workers.cache.backends import forks
-from workers.cache.keying import check_tenant, file_fingerprint, scoped_tenant
+from workers.cache.keying import file_fingerprint, safe_tenant, scoped_tenant
 from workers.cache.manager import CacheManager, cache_manager
-from workers.errors import ConfigError
 from workers.settings import Settings
 from workers.skills.spec import SkillSpec
 
@@ -63,12 +62,7 @@ def task_tenant() -> str | None:
     tenant = getattr(request, TENANT_HEADER, None)
     if tenant is None:
         tenant = (getattr(request, "headers", None) or {}).get(TENANT_HEADER)
-    if not isinstance(tenant, str):
-        return None
-    try:
-        return check_tenant(tenant)
-    except ConfigError:
-        return None
+    return safe_tenant(tenant) if isinstance(tenant, str) and tenant else None
 
 
 class ResponseCacheHook:

@@ -27,10 +27,18 @@ def check_tenant(tenant: str) -> str:
     return tenant
 
 
+def safe_tenant(tenant: str) -> str:
+    """``tenant`` itself when it is a valid name, else ``+`` and its sha256 (never a valid name,
+    so a tenant the API admitted with other characters gets a key part of its own)."""
+    if _TENANT.match(tenant):
+        return tenant
+    return "+" + hashlib.sha256(tenant.encode()).hexdigest()
+
+
 @contextmanager
 def tenant_scope(tenant: str) -> Iterator[None]:
     """Cache lookups in this block (this thread or task) belong to ``tenant``."""
-    token = _current_tenant.set(check_tenant(tenant))
+    token = _current_tenant.set(safe_tenant(tenant))
     try:
         yield
     finally:
