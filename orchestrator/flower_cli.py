@@ -9,6 +9,7 @@ import re
 import typer
 
 from orchestrator.cli import _settings, app, console
+from workers.flower_defaults import require_auth_on_metrics
 
 # user:password, several separated by commas (Flower's --basic-auth format).
 _CREDENTIALS = re.compile(r"^[^:,\s]+:[^,\s]+(,[^:,\s]+:[^,\s]+)*$")
@@ -29,20 +30,6 @@ def flower_argv(address: str, port: int, url_prefix: str | None) -> list[str]:
     if url_prefix:
         argv.append(f"--url_prefix={url_prefix}")
     return argv
-
-
-def require_auth_on_metrics() -> None:
-    """Flower serves /metrics (worker and task names) without auth; ask for credentials there too.
-
-    /healthcheck stays open: it answers "OK" and nothing else.
-    """
-    from flower.views.monitor import Metrics
-    from tornado.web import authenticated
-
-    if not getattr(Metrics.get, "victor_authenticated", False):
-        guarded = authenticated(Metrics.get)
-        guarded.victor_authenticated = True  # type: ignore[attr-defined]
-        Metrics.get = guarded
 
 
 @app.command()

@@ -136,6 +136,9 @@ def create_app(
         from workers import kombu_patches
 
         kombu_patches.install()  # a Redis restart must not stop the worker (A7)
+        from workers import flower_defaults
+
+        flower_defaults.install(settings)  # `celery -A workers flower`: loopback, credentials
     app = Celery(
         "victor",
         broker=settings.effective_broker_url,
