@@ -1,0 +1,165 @@
+"""D3: soak. Jobs flow through the API to real workers for a while; then
+
+- worker RSS growth after warm-up stays under 10%/h (measured over the run, extrapolated to an
+  hour; the reduced run reports it, only the soak asserts it: 15 s are too noisy to judge);
+- every Redis key the run leaves behind has a TTL, except a short list of keys that are meant
+  to persist (API keys, dead letters, Celery's broker bindings, the ready flags of live
+  workers); under soak, once the TTLs lapse the key count returns to its baseline.
+
+Short TTLs come from settings (result_expires_s, api_idempotency_ttl_s, cache TTLs).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import Any
+
+import psutil
+import pytest
+import redis
+
+from orchestrator.harness.audit import audit
+from tests.reliability.api_support import (
+    API_OVERRIDES,
+    Answer,
+    Load,
+    effect_goal,
+    latency_summary,
+    post,
+    status_counts,
+    wait_jobs,
+)
+from tests.reliability.conftest import SOAK, size
+
+pytestmark = [pytest.mark.redis, pytest.mark.integration]
+
+SHORT_TTLS: dict[str, Any] = {
+    "result_expires_s": 60,
+    "api_idempotency_ttl_s": 60,
+    "response_cache_ttl": 30,
+    "tool_selection_cache_ttl": 30,
+    "embedding_cache_ttl": 30,
+}
+# Keys meant to outlive the jobs (suffix after "<prefix>:"), as regular-expression prefixes.
+PERSISTENT = ("apikey:", "dlq", "worker:", "q:_kombu.binding")
+
+
+def rss_mb(pid: int) -> float:
+    process = psutil.Process(pid)
+    total = process.memory_info().rss
+    for child in process.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total / 1_048_576
+
+
+def key_report(url: str, prefix: str) -> dict[str, Any]:
+    client = redis.Redis.from_url(url)
+    try:
+        keys = [key.decode() for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.ttl(key)
+        ttls = pipe.execute()
+    finally:
+        client.close()
+    without = sorted(
+        key
+        for key, ttl in zip(keys, ttls, strict=True)
+        if ttl == -1 and not key[len(prefix) + 1 :].startswith(PERSISTENT)
+    )
+    families: dict[str, int] = {}
+    for key in keys:
+        parts = key[len(prefix) + 1 :].split(":")
+        family = parts[0]
+        if len(parts) > 1 and family in ("q", "r", "metrics", "cache", "ledger", "memory"):
+            family += ":" + re.split(r"[-.]", parts[1])[0]
+        families[family] = families.get(family, 0) + 1
+    return {"count": len(keys), "without_ttl": without, "families": families}
+
+
+def _d3(scenario_factory, worker_factory, live_api, seconds: float, name: str) -> None:
+    scenario = scenario_factory(**API_OVERRIDES, **SHORT_TTLS)
+    settings = scenario.settings
+    workers = [worker_factory(settings, concurrency=2) for _ in range(2)]
+    api = live_api(settings)
+    token = api.key(tenant="d3")
+    baseline = key_report(settings.redis_url or "", settings.key_prefix)
+    local = threading.local()
+
+    def one(client_id: int, n: int) -> Answer:
+        if not hasattr(local, "client"):
+            local.client = api.client(token, timeout=30)
+        key = f"d3-{client_id}-{n}"
+        # Every fifth job has a reduce (chord keys); every job has an Idempotency-Key.
+        goal = effect_goal([key])
+        if n % 5 == 0:
+            goal["steps"][0]["items"].append({"key": f"{key}-b"})
+            goal["reduce"] = {"skill": "effect", "params": {"key": f"{key}-r"}}
+        headers = {"Idempotency-Key": key}
+        answer = post(local.client, goal, headers=headers, tag=key)
+        time.sleep(0.01)
+        return answer
+
+    warmup_s = min(10.0, seconds / 4)
+    load = Load().start(8, one)
+    time.sleep(warmup_s)
+    samples = [(time.monotonic(), sum(rss_mb(w.pid) for w in workers))]
+    while time.monotonic() - samples[0][0] < seconds - warmup_s:
+        time.sleep(min(5.0, seconds / 10))
+        samples.append((time.monotonic(), sum(rss_mb(w.pid) for w in workers)))
+    answers = load.stop()
+    accepted = [a for a in answers if a.status == 202]
+    assert {a.status for a in answers} == {202}, status_counts(answers)
+    wait_jobs(scenario.ledger, {str(a.job_id) for a in accepted}, timeout_s=180)
+    submitted = []
+    for answer in accepted:
+        submitted.append(answer.tag)
+        if int(answer.tag.rsplit("-", 1)[1]) % 5 == 0:
+            submitted += [f"{answer.tag}-b", f"{answer.tag}-r"]
+    span_h = (samples[-1][0] - samples[0][0]) / 3600
+    first, last = samples[0][1], samples[-1][1]
+    growth_per_h = (last - first) / first / span_h * 100 if span_h else 0.0
+    after_run = key_report(settings.redis_url or "", settings.key_prefix)
+    extra: dict[str, Any] = {
+        "seconds": seconds,
+        "warmup_s": warmup_s,
+        "jobs": len(accepted),
+        "submit_latency": latency_summary(accepted),
+        "rss_mb_after_warmup": round(first, 1),
+        "rss_mb_at_end": round(last, 1),
+        "rss_growth_pct_per_h_extrapolated": round(growth_per_h, 1),
+        "keys_baseline": baseline["count"],
+        "keys_after_run": after_run["count"],
+        "key_families_after_run": after_run["families"],
+        "keys_without_ttl": after_run["without_ttl"][:20],
+    }
+    if SOAK:
+        deadline = time.monotonic() + max(SHORT_TTLS.values()) + 90
+        while time.monotonic() < deadline:
+            lapsed = key_report(settings.redis_url or "", settings.key_prefix)
+            if lapsed["count"] <= baseline["count"]:
+                break
+            time.sleep(5)
+        extra["keys_after_ttls"] = lapsed["count"]
+        extra["key_families_after_ttls"] = lapsed["families"]
+    result = audit(name, scenario.oracle, submitted, extra=extra)
+    result.check()
+    assert not after_run["without_ttl"], after_run["without_ttl"][:20]
+    if SOAK:
+        assert extra["keys_after_ttls"] <= baseline["count"], extra["key_families_after_ttls"]
+        assert growth_per_h < 10, extra
+
+
+def test_d3_smoke_every_key_left_has_a_ttl(scenario_factory, worker_factory, live_api) -> None:
+    _d3(scenario_factory, worker_factory, live_api, size(15, 600), "D3-smoke")
+
+
+@pytest.mark.soak
+def test_d3_soak(scenario_factory, worker_factory, live_api) -> None:
+    seconds = size(600, 600, "VICTOR_SOAK_D3_SECONDS")
+    _d3(scenario_factory, worker_factory, live_api, seconds, "D3")
