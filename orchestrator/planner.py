@@ -99,7 +99,11 @@ def goal_from_text(text: str, settings: Settings, registry: SkillRegistry) -> Go
     skill = ranked[0][0]
     # Any word that names an existing file or directory inside the roots is a path
     # ("analyze tasks", "search 'x' in src/a.py"); none means the first root.
-    paths = [token for token in _PATH_TOKEN.findall(text) if _exists_inside(token, settings)]
+    tokens = _PATH_TOKEN.findall(text)
+    paths = [token for token in tokens if _exists_inside(token, settings)]
+    for token in tokens:
+        if "/" in token and token not in paths and Path(token).expanduser().exists():
+            confine(token, settings.allowed_roots)  # names the path and the fix
     paths = paths or ["."]
     params: dict[str, Any] = {}
     quoted = re.findall(r"['\"]([^'\"]+)['\"]", text)
