@@ -23,6 +23,7 @@ from collections import OrderedDict
 from typing import Any
 
 from workers.cache.backends import L2Backend, MemoryBackend, RedisBackend, Subscription
+from workers.cache.compact import freeze
 from workers.cache.keying import check_tenant
 from workers.cache.named import CacheConfig, Counters, NamedCache, with_rates
 from workers.cache.sqlite import FILE_NAME, SCHEME, SqliteBackend, sqlite_path
@@ -57,6 +58,7 @@ def _config(settings: Settings, name: str) -> CacheConfig:
         max_bytes=lambda: int(settings.cache_max_bytes),
         ttl_s=lambda: float(getattr(settings, ttl)),
         namespace_enabled=namespace_enabled,
+        compact=freeze if name == "tool_selection" else None,
     )
 
 

@@ -59,6 +59,12 @@ class LRUStore:
             self._data.move_to_end(key)
             return entry[0]
 
+    def _expire_locked(self, key: str, entry: _Entry) -> None:
+        """Drop the expired ``entry`` of ``key``; call with the lock held."""
+        del self._data[key]
+        self.bytes -= entry[2]
+        self.expirations += 1
+
     def put(self, key: str, value: Any, size: int, ttl_s: float) -> bool:
         """Store ``value`` for ``ttl_s`` seconds; False when it alone exceeds the byte bound."""
         if ttl_s <= 0:

@@ -68,6 +68,8 @@ class CacheConfig:
     max_bytes: Callable[[], int]
     ttl_s: Callable[[], float]
     namespace_enabled: Callable[[str], bool] = field(default=lambda _name: True)
+    # Applied to a value before it enters L1 (and returned instead of it): e.g. ``freeze``.
+    compact: Callable[[Any], Any] | None = None
 
 
 class NamedCache:
@@ -94,7 +96,10 @@ class NamedCache:
         self._generation = generation
         self.l1 = LRUStore(config.max_entries, config.max_bytes)
         self._counters: dict[str, Counters] = {}
-        self._lock = threading.Lock()
+        # One lock for L1 and the counters: a hit takes it once.
+        self._lock = self.l1._lock
+        self._entries = self.l1._data
+        self._clock = self.l1._clock
         self._flights: dict[str, threading.Event] = {}
         self.changed = False  # stats changed since the last publication
 
@@ -110,21 +115,27 @@ class NamedCache:
 
     # --- lookups -----------------------------------------------------------------------
     def _count(self, namespace: str | None) -> Counters:
-        label = namespace or ""
-        counters = self._counters.get(label)
-        if counters is None:
-            counters = self._counters.setdefault(label, Counters())
+        """The counters of ``namespace``; call with the lock held."""
+        counters = self._counters.get(namespace or "") or self._new_counters(namespace)
         self.changed = True
         return counters
 
+    def _new_counters(self, namespace: str | None) -> Counters:
+        return self._counters.setdefault(namespace or "", Counters())
+
     def get(self, key: str, namespace: str | None = None) -> Any:
         """The cached value (L1, then L2) or ``MISSING``; counts the lookup."""
-        value = self.l1.get(key)
+        # The L1 hit path, inlined: one lock, one dict lookup, no calls it can do without.
         with self._lock:
-            counters = self._count(namespace)
-            if value is not MISSING:
-                counters.l1_hits += 1
-                return value
+            entry = self._entries.get(key)
+            counters = self._counters.get(namespace or "") or self._new_counters(namespace)
+            self.changed = True
+            if entry is not None:
+                if entry[1] > self._clock():
+                    self._entries.move_to_end(key)
+                    counters.l1_hits += 1
+                    return entry[0]
+                self.l1._expire_locked(key, entry)
             counters.l1_misses += 1
         found = self._l2_get(key, namespace)
         with self._lock:
@@ -134,16 +145,21 @@ class NamedCache:
 
     def get_or_compute(self, key: str, compute: Callable[[], T], namespace: str | None = None) -> T:
         """The cached value for ``key``, else ``compute()`` once across the fleet, stored."""
-        if not self.enabled(namespace):
+        config = self.config
+        if not (config.enabled() and (namespace is None or config.namespace_enabled(namespace))):
             with self._lock:
                 self._count(namespace).bypassed += 1
             return compute()
-        value = self.l1.get(key)
         with self._lock:
-            counters = self._count(namespace)
-            if value is not MISSING:
-                counters.l1_hits += 1
-                return value  # type: ignore[no-any-return]
+            entry = self._entries.get(key)
+            counters = self._counters.get(namespace or "") or self._new_counters(namespace)
+            self.changed = True
+            if entry is not None:
+                if entry[1] > self._clock():
+                    self._entries.move_to_end(key)
+                    counters.l1_hits += 1
+                    return entry[0]  # type: ignore[no-any-return]
+                self.l1._expire_locked(key, entry)
             counters.l1_misses += 1
             event = self._flights.get(key)
             leader = event is None
@@ -170,14 +186,21 @@ class NamedCache:
 
     def set(self, key: str, value: Any, namespace: str | None = None) -> bool:
         """Store ``value`` in L1 and L2; False when it is not JSON (then nothing is stored)."""
+        return self._set(key, value, namespace) is not MISSING
+
+    def _set(self, key: str, value: Any, namespace: str | None) -> Any:
+        """Store ``value``; the value L1 holds now (compacted), or MISSING if it is not JSON."""
         try:
             data = encode(value)
         except (TypeError, ValueError):
             with self._lock:
                 self._count(namespace).uncacheable += 1
-            return False
+            return MISSING
+        compact = self.config.compact
+        if compact is not None:
+            value = compact(value)
         self._store(key, value, data, self.config.ttl_s(), namespace)
-        return True
+        return value
 
     def _fill(
         self, key: str, compute: Callable[[], T], namespace: str | None, counters: Counters
@@ -210,7 +233,9 @@ class NamedCache:
         try:
             value = compute()
             if generation == self._generation():  # not invalidated while computing
-                self.set(key, value, namespace)
+                stored = self._set(key, value, namespace)
+                if stored is not MISSING:
+                    value = stored  # what later hits return: the same (compacted) value
         finally:
             if token is not None:
                 self._l2_call(namespace, lambda: self.l2.release(lock_key, token))  # type: ignore[union-attr]
@@ -285,8 +310,11 @@ class NamedCache:
         remaining = unsealed.expires_at - time.time()
         if remaining <= 0:
             return MISSING
-        self.l1.put(key, unsealed.data, len(key) + len(raw), remaining)
-        return unsealed.data
+        data = unsealed.data
+        if self.config.compact is not None:
+            data = self.config.compact(data)
+        self.l1.put(key, data, len(key) + len(raw), remaining)
+        return data
 
     def _store(
         self, key: str, value: Any, data: bytes, ttl_s: float, namespace: str | None
