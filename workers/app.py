@@ -12,7 +12,7 @@ from workers.cache import CacheProvider, install_cache
 from workers.errors import BackendUnavailableError, ConfigError
 from workers.executor import SkillExecutor
 from workers.keys import Keys
-from workers.ledger import TERMINAL, Ledger, MemoryLedger, RedisLedger
+from workers.ledger import FINISHED_JOB, TERMINAL, Ledger, MemoryLedger, RedisLedger
 from workers.settings import Mode, Settings, load_settings
 from workers.skills.registry import SkillRegistry, load_registry
 
@@ -193,9 +193,12 @@ def _register_tasks(app: Celery, runtime: Runtime) -> None:
             if outcome.get("type") == BackendUnavailableError.__name__:
                 # Infrastructure, not input: the item must run again, not count as failed.
                 raise BackendUnavailableError(str(outcome.get("error")))
-        if not ledger.record_result(job_id, task_id, outcomes, hostname or ""):
+        written = ledger.record_result(job_id, task_id, outcomes, hostname or "")
+        if not written:
             recorded = ledger.get_result(job_id, task_id)
             return outcomes if recorded is None else recorded
+        if written == FINISHED_JOB:
+            _job_finished(runtime, job_id)
         return outcomes
 
     @app.task(name=REDUCE_TASK, bind=True, shared=False)
@@ -231,8 +234,10 @@ def _register_tasks(app: Celery, runtime: Runtime) -> None:
         except Exception as exc:
             # The job ends here, whoever watches it (CLI, API, SSE): record why.
             ledger.set_status(job_id, "failed", error=f"reduce {skill!r} failed: {exc}")
+            _job_finished(runtime, job_id)
             raise
         ledger.set_status(job_id, "succeeded", result=value)
+        _job_finished(runtime, job_id)
         return value
 
     @app.task(name=RECONCILE_TASK, shared=False, ignore_result=True)
@@ -241,6 +246,13 @@ def _register_tasks(app: Celery, runtime: Runtime) -> None:
         from workers.reconciler import reconcile_once
 
         return reconcile_once(app).as_dict()
+
+
+def _job_finished(runtime: Runtime, job_id: str) -> None:
+    """Where a job ends on the fleet, remember it as an episode (whoever submitted it)."""
+    from workers.memory import record_episode
+
+    record_episode(runtime.settings, runtime.ledger.get_job(job_id).as_dict())
 
 
 def _task_order(task_id: str) -> tuple[int, str]:

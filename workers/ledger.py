@@ -17,6 +17,9 @@ from workers.errors import JobNotFoundError
 from workers.keys import Keys
 from workers.redis_client import redis_client, translated
 
+RECORDED = 1
+FINISHED_JOB = 2
+
 TERMINAL = frozenset({"succeeded", "failed", "revoked"})
 REDUCE_SUFFIX = ".reduce"
 
@@ -91,7 +94,10 @@ class Ledger(Protocol):
 
     def replay_task(self, job_id: str, task_id: str) -> None: ...
 
-    def record_result(self, job_id: str, task_id: str, outcome: Any, worker: str = "") -> bool: ...
+    def record_result(self, job_id: str, task_id: str, outcome: Any, worker: str = "") -> int:
+        """Record once by task id: 0 if already recorded, RECORDED, or FINISHED_JOB when this
+        result completed a job without a reduce step."""
+        ...
 
     def events(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskEvent]: ...
 
@@ -197,11 +203,12 @@ class MemoryLedger:
             job.result = None
             job.updated_at = now
 
-    def record_result(self, job_id: str, task_id: str, outcome: Any, worker: str = "") -> bool:
+    def record_result(self, job_id: str, task_id: str, outcome: Any, worker: str = "") -> int:
         with self._lock:
             results = self._results.setdefault(job_id, {})
             if task_id in results:
-                return False
+                return 0
+            recorded = RECORDED
             results[task_id] = outcome
             job = self._jobs.get(job_id)
             if (
@@ -212,11 +219,13 @@ class MemoryLedger:
             ):
                 job.status = "succeeded"
                 job.updated_at = time.time()
+                recorded = FINISHED_JOB
             events = self._events.setdefault(job_id, [])
             events.append(TaskEvent(len(events) + 1, task_id, outcome, worker))
             self._open.pop((job_id, task_id), None)
+            self._deliveries.pop(task_id, None)
             self._lock.notify_all()
-            return True
+            return recorded
 
     def events(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskEvent]:
         with self._lock:
@@ -260,6 +269,7 @@ class MemoryLedger:
 # KEYS: results, events, open, job ; ARGV: task_id, outcome json, open member, ttl
 _RECORD_SCRIPT = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+local finished = 1
 redis.call('XADD', KEYS[2], '*', 'task_id', ARGV[1], 'outcome', ARGV[2], 'worker', ARGV[6])
 redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('HSET', KEYS[4], 'updated_at', ARGV[5])
@@ -268,10 +278,13 @@ if redis.call('HGET', KEYS[4], 'has_reduce') == '0' and
    redis.call('HGET', KEYS[4], 'status') ~= 'revoked' and
    tonumber(redis.call('HGET', KEYS[4], 'total_tasks')) <= redis.call('HLEN', KEYS[1]) then
   redis.call('HSET', KEYS[4], 'status', 'succeeded')
+  finished = 2
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
-return 1
+-- A finished task needs no delivery count (a late copy finds its recorded outcome first).
+redis.call('HDEL', KEYS[5], ARGV[1])
+return finished
 """
 
 
@@ -390,7 +403,7 @@ class RedisLedger:
             raw = self._redis.hgetall(self._keys.job_results(job_id))
         return {key.decode(): json.loads(value) for key, value in raw.items()}
 
-    def record_result(self, job_id: str, task_id: str, outcome: Any, worker: str = "") -> bool:
+    def record_result(self, job_id: str, task_id: str, outcome: Any, worker: str = "") -> int:
         keys = self._keys
         with translated("recording a task result"):
             created = self._record(
@@ -399,6 +412,7 @@ class RedisLedger:
                     keys.job_events(job_id),
                     keys.ledger_open(),
                     keys.job(job_id),
+                    keys.ledger_deliveries(),
                 ],
                 args=[
                     task_id,
@@ -409,7 +423,7 @@ class RedisLedger:
                     worker,
                 ],
             )
-        return bool(created)
+        return int(created)
 
     def events(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskEvent]:
         # Stream entries are numbered by position so that an event id is a plain integer.
