@@ -49,7 +49,7 @@ def beat(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     if show:
-        from workers.app import create_app
+        from workers.factory import create_app
 
         schedule = {**beat_schedule(settings), **create_app(settings).conf.beat_schedule}
         print(json.dumps(schedule, indent=2))  # noqa: T201 - machine-readable
@@ -67,7 +67,7 @@ def beat(
             "(or run victor beat --once for one pass in this process)"
         )
         raise typer.Exit(2)
-    from workers.app import create_app
+    from workers.factory import create_app
 
     celery_app = create_app(settings)
     celery_app.start(["beat", "-l", loglevel, "--scheduler", "celery.beat:Scheduler"])

@@ -150,7 +150,7 @@ def worker(
     loglevel: str = typer.Option("WARNING", "--loglevel", "-l"),
 ) -> None:
     """Run a worker on the configured Redis (a thin wrapper over celery -A workers worker)."""
-    from workers.app import DEFAULT_QUEUE, create_app
+    from workers.factory import DEFAULT_QUEUE, create_app
 
     settings = _settings()
     if settings.mode.value != "distributed":

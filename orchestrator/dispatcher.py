@@ -12,7 +12,7 @@ from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 
 from orchestrator.plan import Plan
-from workers.app import BATCH_TASK, REDUCE_TASK
+from workers.factory import BATCH_TASK, REDUCE_TASK
 from workers.cache.hooks import TENANT_HEADER
 from workers.cache.keying import tenant_scope
 from workers.errors import JobError

@@ -21,7 +21,7 @@ out = Console()
 
 
 def _app() -> Any:
-    from workers.app import create_app
+    from workers.factory import create_app
 
     try:
         settings = load_settings()

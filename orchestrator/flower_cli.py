@@ -70,7 +70,7 @@ def flower(
                 "give credentials to listen elsewhere"
             )
             raise typer.Exit(2)
-    from workers.app import create_app
+    from workers.factory import create_app
 
     celery_app = create_app(settings)
     if credentials:

@@ -97,7 +97,7 @@ def _print(rows: list[dict[str, Any]], title: str, as_json: bool) -> None:
 def run_job_inline(goal: Any, settings: Settings) -> Any:
     """Plan ``goal`` and run every chunk, then the reduce step, in this process."""
     from orchestrator.planner import plan_goal
-    from workers.app import create_app
+    from workers.factory import create_app
 
     runtime = create_app(settings).victor
     plan = plan_goal(goal, settings, runtime.registry)
@@ -116,7 +116,7 @@ def profile_skill(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Profile one call of a skill, run here through the worker's executor."""
-    from workers.app import create_app
+    from workers.factory import create_app
 
     if mode not in ("cpu", "memory"):
         console.print(f"[red]error:[/red] --mode {mode!r}: use cpu or memory")

@@ -8,7 +8,7 @@ from types import TracebackType
 
 from celery import Celery
 
-from workers.app import create_app
+from workers.factory import create_app
 from workers.settings import Mode, Settings
 from workers.skills.registry import SkillRegistry
 

@@ -20,7 +20,7 @@ _app: Celery | None = None
 
 
 def create_app(*args: Any, **kwargs: Any) -> Celery:
-    from workers.app import create_app as factory
+    from workers.factory import create_app as factory
 
     return factory(*args, **kwargs)
 

@@ -52,7 +52,7 @@ def build_services(settings: Settings, app: Celery | None = None) -> Services:
             "redis://127.0.0.1:6379/0) and start workers with victor worker"
         )
     if app is None:
-        from workers.app import create_app
+        from workers.factory import create_app
 
         app = create_app(settings)
     url = settings.result_backend_url or settings.redis_url or settings.effective_broker_url

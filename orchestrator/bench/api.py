@@ -24,7 +24,7 @@ import httpx
 from orchestrator.bench.environment import BenchRedis, bench_redis
 from orchestrator.bench.stats import percentile
 from orchestrator.harness import free_port
-from workers.app import BATCH_TASK, create_app
+from workers.factory import BATCH_TASK, create_app
 
 SIZES = {
     "tiny": {"jobs": 200, "clients": 20},

@@ -22,7 +22,7 @@ import redis
 from orchestrator.bench.environment import BenchRedis, bench_redis
 from orchestrator.bench.stats import summary
 from orchestrator.bench.tool_selection import local_settings, queries
-from workers.app import Runtime
+from workers.factory import Runtime
 from workers.cache import CacheManager
 from workers.cache.envelope import Signer, encode, seal
 from workers.settings import Settings

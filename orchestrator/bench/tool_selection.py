@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from orchestrator.bench.stats import percentile, summary
-from workers.app import Runtime
+from workers.factory import Runtime
 from workers.settings import Settings
 from workers.skills.registry import load_registry
 

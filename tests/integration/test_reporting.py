@@ -191,7 +191,7 @@ def test_with_metrics_disabled_workers_write_no_metrics(
 
 
 def test_queue_depth_and_the_oldest_message_age_come_from_the_broker(redis_settings) -> None:
-    from workers.app import create_app
+    from workers.factory import create_app
 
     settings = redis_settings()
     app = create_app(settings)
@@ -208,7 +208,7 @@ def test_queue_depth_and_the_oldest_message_age_come_from_the_broker(redis_setti
 
 
 def test_queue_depth_counts_the_tasks_workers_hold(redis_settings, worker_factory) -> None:
-    from workers.app import create_app
+    from workers.factory import create_app
 
     settings = redis_settings(metrics_flush_interval_s=0.1, worker_prefetch_multiplier=2)
     worker_factory(settings, concurrency=1)

@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator.harness import WorkerProcess
 from tests.conftest import settings_env
-from workers.app import create_app
+from workers.factory import create_app
 from workers.settings import Settings
 
 SHIPPED = {"read_file", "analyze_code", "search_code", "report", "noop", "sleep", "select_tools"}

@@ -16,7 +16,7 @@ from orchestrator.dispatcher import JobHandle, dispatch_plan, release
 from orchestrator.plan import GoalSpec, ReduceSpec, StepSpec
 from orchestrator.planner import plan_goal
 from tests.orchestrator.api.conftest import live_api  # noqa: F401 - API scenarios' servers
-from workers.app import create_app
+from workers.factory import create_app
 from workers.ledger import TERMINAL, JobRecord
 from workers.settings import Settings
 

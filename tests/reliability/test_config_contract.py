@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.app import RECONCILE_TASK, check_config, create_app
+from workers.factory import RECONCILE_TASK, check_config, create_app
 from workers.errors import ConfigError
 from workers.keys import Keys
 

@@ -15,8 +15,8 @@ import redis
 from celery import Celery
 
 from tests.conftest import ROOT
-from workers.app import BATCH_TASK, DEFAULT_QUEUE, REDUCE_TASK, celery_config, check_config
-from workers.app import create_app as build_app
+from workers.factory import BATCH_TASK, DEFAULT_QUEUE, REDUCE_TASK, celery_config, check_config
+from workers.factory import create_app as build_app
 from workers.errors import ConfigError
 from workers.settings import Settings
 from workers.skills import load_registry
@@ -221,7 +221,7 @@ def test_importing_workers_does_not_import_celery() -> None:
         import json, sys
         import workers
         print(json.dumps({"celery": "celery" in sys.modules,
-                          "app_module": "workers.app" in sys.modules}))
+                          "app_module": "workers.factory" in sys.modules}))
         """
     )
     assert found == {"celery": False, "app_module": False}
@@ -234,7 +234,7 @@ def test_celery_finds_the_app_on_first_access() -> None:
         from celery import Celery
         from celery.app.utils import find_app
         import workers
-        before = "workers.app" in sys.modules
+        before = "workers.factory" in sys.modules
         app = find_app("workers")
         print(json.dumps({"before": before, "is_celery": isinstance(app, Celery),
                           "runtime": hasattr(app, "victor"), "same": workers.celery is app,
@@ -246,19 +246,20 @@ def test_celery_finds_the_app_on_first_access() -> None:
     assert "victor.skill.analyze_code" in found["tasks"]
 
 
-def test_celery_finds_the_app_after_the_factory_module_was_imported() -> None:
-    # Importing workers.app binds the submodule to the name ``app``; ``celery`` still resolves.
+def test_workers_app_is_the_celery_app_after_the_factory_module_was_imported() -> None:
     found = run_python(
         """
         import json
         from celery import Celery
         from celery.app.utils import find_app
-        import workers.app
-        app = find_app("workers")
-        print(json.dumps({"is_celery": isinstance(app, Celery), "runtime": hasattr(app, "victor")}))
+        import workers.factory
+        from workers import app
+        found = find_app("workers")
+        print(json.dumps({"is_celery": isinstance(found, Celery), "runtime": hasattr(found, "victor"),
+                          "imported_is_celery": isinstance(app, Celery), "same": app is found}))
         """
     )
-    assert found == {"is_celery": True, "runtime": True}
+    assert found == {"is_celery": True, "runtime": True, "imported_is_celery": True, "same": True}
 
 
 def test_celery_cli_loads_the_app() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from workers.app import Runtime
+from workers.factory import Runtime
 from workers.cache import MISSING, CacheManager, LRUStore, MemoryBackend, RedisBackend
 from workers.cache.envelope import Signer, seal, unseal
 from workers.cache.keying import canonical, digest, tenant_scope

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from workers.app import create_app
+from workers.factory import create_app
 from workers.fleet_metrics import get_metrics, metrics_registry
 from workers.keys import Keys
 from workers.metrics_store import MemoryMetricsStore

@@ -159,7 +159,7 @@ def test_the_beat_schedule_follows_the_settings(embedded_settings) -> None:
 
 
 def test_the_app_carries_the_schedule_and_an_in_memory_scheduler(embedded_settings) -> None:
-    from workers.app import create_app
+    from workers.factory import create_app
 
     app = create_app(embedded_settings(monitor_interval_s=3))
     assert app.conf.beat_scheduler == "celery.beat:Scheduler"

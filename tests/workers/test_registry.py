@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from orchestrator.harness import WorkerProcess
 from tests.conftest import ROOT, settings_env
-from workers.app import create_app
+from workers.factory import create_app
 from workers.errors import MissingExtraError, SkillError, UnknownSkillError
 from workers.executor import SkillExecutor
 from workers.settings import Settings
@@ -140,7 +140,7 @@ def test_building_the_celery_app_imports_no_implementation() -> None:
     output = run_python(
         """
         import json, sys
-        from workers.app import create_app
+        from workers.factory import create_app
         from workers.settings import Settings
         app = create_app(Settings())
         app.finalize()

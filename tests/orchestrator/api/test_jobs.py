@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.orchestrator.api.conftest import noop_goal, wait_status
-from workers.app import create_app
+from workers.factory import create_app
 
 pytestmark = [pytest.mark.redis, pytest.mark.integration]
 
