@@ -67,6 +67,9 @@ def rank_skills(query: str, specs: list[SkillSpec], context_text: str = "") -> l
 
 def registry_fingerprint(registry: SkillRegistry) -> str:
     """sha256 of what the ranking reads from the installed skills (memoized per registry)."""
+    last = _last_fingerprint
+    if last is not None and last[0]() is registry:
+        return last[1]
     fingerprint = _fingerprints.get(registry)
     if fingerprint is None:
         described = [
@@ -75,7 +78,16 @@ def registry_fingerprint(registry: SkillRegistry) -> str:
         ]
         fingerprint = hashlib.sha256(json.dumps(described).encode()).hexdigest()
         _fingerprints[registry] = fingerprint
+    _remember_fingerprint(registry, fingerprint)
     return fingerprint
+
+
+_last_fingerprint: tuple[weakref.ReferenceType[SkillRegistry], str] | None = None
+
+
+def _remember_fingerprint(registry: SkillRegistry, fingerprint: str) -> None:
+    global _last_fingerprint
+    _last_fingerprint = (weakref.ref(registry), fingerprint)
 
 
 def select_tools(params: SelectToolsInput, context: SkillContext) -> dict[str, Any]:
@@ -87,16 +99,18 @@ def select_tools(params: SelectToolsInput, context: SkillContext) -> dict[str, A
         return {"tools": rank_skills(params.query, registry.specs(), params.context)[:limit]}
     cache = provider().tool_selection
     fingerprint = registry_fingerprint(registry)
-    namespace = "context" if params.context else "query"
+    query, context_text = params.query, params.context
+    namespace = "context" if context_text else "query"
+    # An agent asks the same goals again and again: recent keys are memoized by the cache.
+    key = cache.recent_key(
+        namespace, RANKING_VERSION, (query, context_text, str(limit), fingerprint)
+    )
 
     def rank() -> list[list[Any]]:
         weights_key = cache.key("rl", RANKING_VERSION, fingerprint)
         weights = cache.get_or_compute(
             weights_key, lambda: skill_weights(registry.specs()), namespace="rl"
         )
-        return score_skills(_words(params.query) + _words(params.context), weights)[:limit]
+        return score_skills(_words(query) + _words(context_text), weights)[:limit]
 
-    key = cache.key(
-        namespace, RANKING_VERSION, [params.query, params.context, str(limit), fingerprint]
-    )
     return {"tools": cache.get_or_compute(key, rank, namespace=namespace)}

@@ -32,11 +32,11 @@ _OBJECTS = (
 
 
 def local_settings(**values: Any) -> Settings:
-    """Embedded settings (L1 only) even when VICTOR_REDIS_URL is set in the environment."""
+    """Embedded settings (L1 only: no Redis, no cache file) whatever the environment says."""
     unset: dict[str, Any] = dict.fromkeys(
         ("redis_url", "broker_url", "result_backend_url", "cache_url")
     )
-    return Settings(**{**unset, **values})
+    return Settings(**{**unset, "cache_dir": "", **values})
 
 
 def queries(count: int = 64) -> list[str]:

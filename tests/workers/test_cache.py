@@ -347,3 +347,44 @@ def test_a_tenant_name_unsafe_in_a_key_gets_a_hashed_part_no_valid_name_can_take
     part = key.split(":")[1]
     assert part == safe_tenant("acme corp:*") and part.startswith("+") and len(part) == 65
     assert safe_tenant("acme") == "acme" and safe_tenant(part) != part
+
+
+def test_freeze_keeps_the_json_and_shares_pairs() -> None:
+    import json
+
+    from workers.cache.compact import freeze
+
+    value = {"tools": [["read_file", 0.5], ["report", 1], ["flag", True]], "n": None}
+    frozen = freeze(value)
+    assert json.dumps(frozen) == json.dumps(value)
+    assert frozen == {"tools": (("read_file", 0.5), ("report", 1), ("flag", True)), "n": None}
+    again = freeze(json.loads(json.dumps(value)))
+    assert again["tools"][0] is frozen["tools"][0]  # equal pairs are one object
+    # 1 == 1.0 == True, but they are different JSON: never shared with each other.
+    assert [type(freeze([x])[0]) for x in (1, 1.0, True)] == [int, float, bool]
+    assert json.dumps(freeze(["a", 1.0])) == '["a", 1.0]' and freeze(["a", 1]) == ("a", 1)
+
+
+def test_tool_selection_values_are_frozen_the_same_way_from_l1_and_l2(make_manager) -> None:
+    first, second = make_manager(), make_manager()
+    key = first.tool_selection.key("query", "1", ["goal"])
+    computed = first.tool_selection.get_or_compute(key, lambda: [["a", 1.5], ["b", 0.5]])
+    from_l1 = first.tool_selection.get_or_compute(key, lambda: None)
+    from_l2 = second.tool_selection.get_or_compute(key, lambda: None)
+    assert computed == from_l1 == from_l2 == (("a", 1.5), ("b", 0.5))
+
+
+def test_a_named_cache_hit_path_expires_and_counts() -> None:
+    clock = FakeClock()
+    manager = CacheManager(Settings(response_cache_ttl=10), None)
+    cache = manager.response
+    cache._clock = cache.l1._clock = clock
+    key = cache.key("s", "1", 1)
+    assert cache.get_or_compute(key, lambda: "v") == "v"
+    clock.now += 9
+    assert cache.get(key) == "v" and cache.get_or_compute(key, lambda: "w") == "v"
+    clock.now += 1.5
+    assert cache.get(key) is MISSING
+    stats = cache.stats()
+    assert (stats["l1_hits"], stats["misses"], stats["expirations"]) == (2, 2, 1)
+    assert stats["current_size"] == 0 and stats["bytes"] == 0

@@ -223,3 +223,19 @@ def test_a_second_analyze_in_a_new_process_is_served_from_the_file(tmp_path: Pat
     assert third["totals"]["functions"] == first["totals"]["functions"] - 12 + 1
     _, stats = _victor(env, "cache", "stats", "--json")
     assert stats["caches"]["response"]["computations"] == files + 1  # only the edited file
+
+
+def test_opening_the_file_drops_expired_rows(tmp_path: Path) -> None:
+    path = str(tmp_path / FILE_NAME)
+    first = SqliteBackend(path)
+    first.set("v:t:cache:response:s:1:old", b"x", 0.05)
+    first.set("v:cache:stats:some-process", b"{}", 0.05)
+    first.set("v:t:cache:response:s:1:new", b"y", 60)
+    first.close()
+    time.sleep(0.1)
+    second = SqliteBackend(path)
+    assert second.count("*") == 1  # opening swept; count() also skips expired rows
+    connection = sqlite3.connect(path)
+    assert connection.execute("SELECT count(*) FROM entries").fetchone()[0] == 1
+    connection.close()
+    second.close()

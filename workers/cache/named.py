@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from workers.cache.backends import L2Backend
 from workers.cache.envelope import Signer, encode, seal, unseal
-from workers.cache.keying import current_tenant, digest
+from workers.cache.keying import current_tenant, digest, scoped_tenant
 from workers.cache.memory import MISSING, LRUStore
 from workers.errors import BackendUnavailableError
 from workers.keys import Keys
@@ -20,6 +20,8 @@ from workers.keys import Keys
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+RECENT_KEYS = 128  # recent_key's memo; emptied when full
 
 
 @dataclass
@@ -100,6 +102,7 @@ class NamedCache:
         self._lock = self.l1._lock
         self._entries = self.l1._data
         self._clock = self.l1._clock
+        self._recent_keys: dict[tuple[Any, ...], str] = {}
         self._flights: dict[str, threading.Event] = {}
         self.changed = False  # stats changed since the last publication
 
@@ -108,6 +111,25 @@ class NamedCache:
         """``prefix:tenant:cache:<name>:skill:version:sha256(canonical material)``."""
         tenant = tenant or current_tenant(self._default_tenant())
         return self.keys.cache(tenant, self.name, skill, version, digest(material))
+
+    def recent_key(self, skill: str, version: str, parts: tuple[str, ...]) -> str:
+        """``key(skill, version, list(parts))``, memoized for the last few hundred ``parts``.
+
+        For callers that look the same inputs up again and again: deriving a key (canonical
+        JSON, sha256) costs more than the L1 hit it leads to.
+        """
+        memo_key = (self.tenant(), skill, version, parts)
+        key = self._recent_keys.get(memo_key)
+        if key is None:
+            key = self.key(skill, version, list(parts), tenant=memo_key[0])
+            if len(self._recent_keys) >= RECENT_KEYS:
+                self._recent_keys.clear()
+            self._recent_keys[memo_key] = key
+        return key
+
+    def tenant(self) -> str:
+        """The tenant lookups belong to now (``tenant_scope``, else the settings' tenant)."""
+        return scoped_tenant() or self._default_tenant()
 
     def enabled(self, namespace: str | None = None) -> bool:
         config = self.config
@@ -311,15 +333,19 @@ class NamedCache:
         if remaining <= 0:
             return MISSING
         data = unsealed.data
+        size = len(key) + len(raw)
         if self.config.compact is not None:
-            data = self.config.compact(data)
-        self.l1.put(key, data, len(key) + len(raw), remaining)
+            data, size = self.config.compact(data), self.config.compact(size)
+        self.l1.put(key, data, size, remaining)
         return data
 
     def _store(
         self, key: str, value: Any, data: bytes, ttl_s: float, namespace: str | None
     ) -> None:
-        self.l1.put(key, value, len(key) + len(data) + 100, ttl_s)
+        size = len(key) + len(data) + 100
+        if self.config.compact is not None:
+            size = self.config.compact(size)  # one shared int per distinct size
+        self.l1.put(key, value, size, ttl_s)
         if self._l2_usable():
             raw = seal(self._signer, key, data, time.time() + ttl_s)
             self._l2_call(namespace, lambda: self.l2.set(key, raw, ttl_s))  # type: ignore[union-attr]

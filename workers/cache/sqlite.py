@@ -120,6 +120,8 @@ class SqliteBackend(_Circuit):
                 )
             if version < SCHEMA_VERSION:
                 conn.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+            # Short runs never reach the periodic sweep: each one drops what has expired.
+            self._sweep_expired(conn)
         except BaseException:
             conn.close()
             raise
@@ -203,19 +205,22 @@ class SqliteBackend(_Circuit):
 
     def sweep(self) -> int:
         """Drop expired rows (values, locks, messages, acks) and trim each cache to its cap."""
-        now = time.time()
         with self._db("sweeping expired cache rows") as db:
-            removed = max(
-                0, db.execute("DELETE FROM entries WHERE expires_at <= ?", (now,)).rowcount
-            )
+            removed = self._sweep_expired(db)
             for (bucket,) in db.execute("SELECT DISTINCT bucket FROM entries").fetchall():
                 if bucket:
                     removed += self._trim(db, bucket)
-            db.execute("DELETE FROM locks WHERE expires_at <= ?", (now,))
-            db.execute("DELETE FROM acks WHERE expires_at <= ?", (now,))
-            db.execute("DELETE FROM messages WHERE created_at <= ?", (now - MESSAGE_TTL_S,))
-            db.execute("DELETE FROM subscribers WHERE seen_at <= ?", (now - MESSAGE_TTL_S,))
         return removed
+
+    @staticmethod
+    def _sweep_expired(db: sqlite3.Connection) -> int:
+        now = time.time()
+        removed = db.execute("DELETE FROM entries WHERE expires_at <= ?", (now,)).rowcount
+        db.execute("DELETE FROM locks WHERE expires_at <= ?", (now,))
+        db.execute("DELETE FROM acks WHERE expires_at <= ?", (now,))
+        db.execute("DELETE FROM messages WHERE created_at <= ?", (now - MESSAGE_TTL_S,))
+        db.execute("DELETE FROM subscribers WHERE seen_at <= ?", (now - MESSAGE_TTL_S,))
+        return max(0, removed)
 
     def count(self, pattern: str) -> int:
         """Live rows whose key matches the glob ``pattern``."""
