@@ -34,3 +34,6 @@ def test_cache_group_measures_l1_l2_get_memory_and_analyze(
     assert memory["current_size"] >= 1000 and 0 < memory["accounted_mb"] < memory["heap_mb"]
     assert result["analyze"]["embedded"]["second_s"] > 0
     assert result["analyze"]["redis"]["first_s"] > 0
+    assert result["direct_get_us"] > 0 and result["l2_vs_direct_get"] > 0
+    new_process = result["analyze"]["embedded_new_process"]["job"]
+    assert new_process["first_s"] > 0 and new_process["second_s"] > 0
