@@ -121,6 +121,7 @@ class CacheManager:
         }
         self._subscription: Subscription | None = None
         self._resubscribed = False
+        self._subscribed_once_ok = True  # False while subscribing keeps failing
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
         self.closed = False
@@ -186,8 +187,12 @@ class CacheManager:
             self._subscription = self.l2.subscribe(self.keys.cache_channel())
         except BackendUnavailableError as exc:
             self.listener_errors += 1
-            logger.warning("%s", exc)
+            # Once per outage: the listener retries every back-off until the L2 returns.
+            log = logger.warning if self._subscribed_once_ok else logger.debug
+            self._subscribed_once_ok = False
+            log("%s", exc)
             return False
+        self._subscribed_once_ok = True
         if self._resubscribed:
             # Invalidations sent while we were cut off are lost: drop what L1 may hold stale.
             for cache in self.caches.values():
