@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from typing import Any
 
 from celery import Celery, Task
 from celery.exceptions import Reject
 
-from workers.cache import CacheProvider, install_cache
+from workers.cache import CacheProvider, install_cache, tenant_scope
+from workers.cache.hooks import task_tenant
 from workers.errors import BackendUnavailableError, ConfigError
 from workers.executor import SkillExecutor
 from workers.keys import Keys
@@ -164,12 +166,23 @@ def _register_tasks(app: Celery, runtime: Runtime) -> None:
     def batch(
         self: Task, skill: str, items: list[dict[str, Any]], job_id: str | None = None
     ) -> list[dict[str, Any]]:
-        """Run ``skill`` over ``items``; record the outcomes in the job's ledger once."""
+        """Run ``skill`` over ``items``; record the outcomes in the job's ledger once.
+
+        Every cache the skills touch (response, tool selection, embedding) is keyed by the
+        job's tenant, sent in the ``victor_tenant`` header.
+        """
         task_id = self.request.id or ""
-        if not job_id:
-            return runtime.executor.run_batch(skill, items)
+        tenant = task_tenant()
+        with tenant_scope(tenant) if tenant else nullcontext():
+            if not job_id:
+                return runtime.executor.run_batch(skill, items)
+            return _batch_recorded(task_id, skill, items, job_id, self.request.hostname)
+
+    def _batch_recorded(
+        task_id: str, skill: str, items: list[dict[str, Any]], job_id: str, hostname: str | None
+    ) -> list[dict[str, Any]]:
         try:
-            return _run_recorded(runtime, task_id, skill, items, job_id, self.request.hostname)
+            return _run_recorded(runtime, task_id, skill, items, job_id, hostname)
         except BackendUnavailableError as exc:
             # Redis is away: never ack a task that could not record its outcome. Requeue it; if
             # even the requeue fails, the message stays unacked and returns after the
