@@ -16,8 +16,11 @@ from workers.errors import VictorError
 from workers.settings import Settings, load_settings
 
 app = typer.Typer(
-    name="victor", help="victor-fleet: a Celery worker fleet with lazy skills.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="victor",
+    help="victor-fleet: a Celery worker fleet with lazy skills.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
 out = Console()
@@ -45,12 +48,18 @@ def run_goal_cli(goal: Any, settings: Settings, *, quiet: bool) -> dict[str, Any
     with Session(settings) as session:
         plan = plan_goal(goal, settings, session.app.victor.registry)  # type: ignore[attr-defined]
         with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console, disable=quiet, transient=True,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=quiet,
+            transient=True,
         ) as progress:
             bar = progress.add_task(
                 f"{plan.item_count} items in {len(plan.chunks())} tasks "
-                f"({session.settings.mode.value})", total=len(plan.chunks()) or 1,
+                f"({session.settings.mode.value})",
+                total=len(plan.chunks()) or 1,
             )
             handle = dispatch_plan(session.app, plan)
 
@@ -93,8 +102,17 @@ def print_report(report: dict[str, Any], title: str) -> None:
     table = Table(title=f"victor analyze {title}", show_header=True)
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for key in ("files", "lines", "code", "comment", "docstring", "blank", "functions",
-                "classes", "todos"):
+    for key in (
+        "files",
+        "lines",
+        "code",
+        "comment",
+        "docstring",
+        "blank",
+        "functions",
+        "classes",
+        "todos",
+    ):
         table.add_row("TODO/FIXME" if key == "todos" else key, f"{totals.get(key, 0):,}")
     table.add_row("parse errors", str(report.get("parse_errors", 0)))
     table.add_row("failed items", str(report.get("error_count", 0)))
@@ -134,9 +152,20 @@ def run_command(
         job = run_goal_cli(goal, settings, quiet=as_json)
     except VictorError as exc:
         raise _fail(exc) from exc
-    out.print_json(json.dumps(job if as_json else {
-        "job_id": job["job_id"], "status": job["status"], "done_tasks": job["done_tasks"],
-        "total_tasks": job["total_tasks"], "result": job["result"], "error": job["error"]}))
+    out.print_json(
+        json.dumps(
+            job
+            if as_json
+            else {
+                "job_id": job["job_id"],
+                "status": job["status"],
+                "done_tasks": job["done_tasks"],
+                "total_tasks": job["total_tasks"],
+                "result": job["result"],
+                "error": job["error"],
+            }
+        )
+    )
     if job["status"] != "succeeded":
         raise typer.Exit(1)
 
@@ -162,9 +191,18 @@ def worker(
         raise typer.Exit(2)
     celery_app = create_app(settings)
     argv = [
-        "worker", "-l", loglevel, "-P", pool, "-Q", DEFAULT_QUEUE,
-        "-c", str(concurrency or settings.effective_concurrency),
-        "--without-mingle", "--without-gossip", "-E",
+        "worker",
+        "-l",
+        loglevel,
+        "-P",
+        pool,
+        "-Q",
+        DEFAULT_QUEUE,
+        "-c",
+        str(concurrency or settings.effective_concurrency),
+        "--without-mingle",
+        "--without-gossip",
+        "-E",
     ]
     if hostname:
         argv += ["-n", hostname]
@@ -178,8 +216,12 @@ def skills(as_json: bool = typer.Option(False, "--json")) -> None:
 
     registry = load_registry()
     rows = [
-        {"name": spec.name, "task": spec.task_name, "description": spec.description,
-         "input": spec.input_model.model_json_schema()}
+        {
+            "name": spec.name,
+            "task": spec.task_name,
+            "description": spec.description,
+            "input": spec.input_model.model_json_schema(),
+        }
         for spec in registry.specs()
     ]
     if as_json:

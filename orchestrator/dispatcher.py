@@ -12,10 +12,10 @@ from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 
 from orchestrator.plan import Plan
-from workers.factory import BATCH_TASK, REDUCE_TASK
 from workers.cache.hooks import TENANT_HEADER
 from workers.cache.keying import tenant_scope
 from workers.errors import JobError
+from workers.factory import BATCH_TASK, REDUCE_TASK
 from workers.ledger import TERMINAL, JobRecord, MemoryLedger
 from workers.memory import record_episode
 from workers.settings import Mode
@@ -41,7 +41,11 @@ def new_job_id() -> str:
 
 
 def record_job(
-    app: Celery, plan: Plan, *, tenant: str, job_id: str | None = None,
+    app: Celery,
+    plan: Plan,
+    *,
+    tenant: str,
+    job_id: str | None = None,
     meta: dict[str, Any] | None = None,
 ) -> tuple[str, list[str], list[tuple[int, str, list[dict[str, Any]]]]]:
     """Record the job and each of its tasks in the ledger (before anything is published)."""
@@ -51,10 +55,19 @@ def record_job(
     task_ids = [f"{job_id}.{index}" for index in range(len(chunks))]
     now = time.time()
     record = JobRecord(
-        job_id=job_id, tenant=tenant, name=plan.name, status="accepted", created_at=now,
-        updated_at=now, total_tasks=len(chunks),
-        meta={"has_reduce": plan.reduce is not None, "items": plan.item_count,
-              "strategy": plan.strategy, **(meta or {})},
+        job_id=job_id,
+        tenant=tenant,
+        name=plan.name,
+        status="accepted",
+        created_at=now,
+        updated_at=now,
+        total_tasks=len(chunks),
+        meta={
+            "has_reduce": plan.reduce is not None,
+            "items": plan.item_count,
+            "strategy": plan.strategy,
+            **(meta or {}),
+        },
     )
     tasks = {
         task_id: {"skill": skill, "items": items, "step": step}
@@ -84,8 +97,12 @@ def dispatch_plan(
     # Celery turns into chords) need them in the result backend too.
     signatures = [
         app.signature(
-            BATCH_TASK, args=(skill, items), kwargs={"job_id": job_id}, task_id=task_id,
-            immutable=True, ignore_result=not (chorded or chained),
+            BATCH_TASK,
+            args=(skill, items),
+            kwargs={"job_id": job_id},
+            task_id=task_id,
+            immutable=True,
+            ignore_result=not (chorded or chained),
             headers={TENANT_HEADER: tenant},  # workers key their cache entries by it
         )
         for task_id, (_, skill, items) in zip(task_ids, chunks, strict=True)
@@ -141,7 +158,10 @@ def _run_inline(
 
 
 def wait_job(
-    handle: JobHandle, *, timeout_s: float = 3600.0, on_progress: ProgressCallback | None = None,
+    handle: JobHandle,
+    *,
+    timeout_s: float = 3600.0,
+    on_progress: ProgressCallback | None = None,
     poll_s: float = 0.05,
 ) -> JobRecord:
     """Follow a job to its end, reporting progress; run the fan-in for ``collect`` jobs."""
@@ -182,8 +202,10 @@ def _send_collected_reduce(handle: JobHandle) -> None:
     runtime = handle.app.victor  # type: ignore[attr-defined]
     plan = handle.plan
     assert plan.reduce is not None
-    by_task = {event.task_id: event.outcome for event in runtime.ledger.events(
-        handle.job_id, 0, len(handle.task_ids) + 1)}
+    by_task = {
+        event.task_id: event.outcome
+        for event in runtime.ledger.events(handle.job_id, 0, len(handle.task_ids) + 1)
+    }
     results = [by_task[task_id] for task_id in handle.task_ids if task_id in by_task]
     handle.result = handle.app.signature(
         REDUCE_TASK,
@@ -249,7 +271,9 @@ def publish_window(
             while pending and in_flight < window:
                 task_id, (_, skill, items) = pending.pop(0)
                 app.signature(
-                    BATCH_TASK, args=(skill, items), kwargs={"job_id": job_id},
+                    BATCH_TASK,
+                    args=(skill, items),
+                    kwargs={"job_id": job_id},
                     task_id=task_id,
                 ).apply_async(producer=producer, ignore_result=True)
                 in_flight += 1

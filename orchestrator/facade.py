@@ -136,7 +136,10 @@ class Orchestrator:
 
     def invalidate_cache(self, cache_type: str | None = None, pattern: str = "*") -> int:
         return _call(  # type: ignore[no-any-return]
-            "workers.cache", "invalidate_cache", self.settings, cache_type=cache_type,
+            "workers.cache",
+            "invalidate_cache",
+            self.settings,
+            cache_type=cache_type,
             pattern=pattern,
         )
 
@@ -204,8 +207,12 @@ class Skills:
         if execution_strategy == "parallel" and not settings.skill_chaining_parallel_enabled:
             execution_strategy = "sequential"
         steps = [
-            StepSpec(skill=skill, paths=paths or [], params=params or {},
-                     items=[] if paths else [dict(params or {})])
+            StepSpec(
+                skill=skill,
+                paths=paths or [],
+                params=params or {},
+                items=[] if paths else [dict(params or {})],
+            )
             for skill in skills
         ]
         spec = GoalSpec(name=goal[:200] or "chain", steps=steps, strategy=execution_strategy)  # type: ignore[arg-type]

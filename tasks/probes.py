@@ -54,7 +54,9 @@ def _apply_effect(context: SkillContext, key: str) -> bool:
 
     with translated("applying a probe side effect"):
         applied = redis_client(url).set(
-            Keys(settings.key_prefix).effect(key), str(os.getpid()), nx=True,
+            Keys(settings.key_prefix).effect(key),
+            str(os.getpid()),
+            nx=True,
             ex=settings.result_expires_s,
         )
     return bool(applied)
@@ -76,7 +78,9 @@ def effect(params: EffectInput, context: SkillContext) -> Any:
             "(fault tests set it to a file of their own)"
         )
     record: dict[str, Any] = {
-        "task_key": params.key, "worker": _worker_name(), "pid": os.getpid(),
+        "task_key": params.key,
+        "worker": _worker_name(),
+        "pid": os.getpid(),
         "start": time.time(),
     }
     _audit_append(path, {**record, "kind": "start"})

@@ -75,9 +75,13 @@ def redis_settings(redis_url: str, key_prefix: str) -> Callable[..., Settings]:
 
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "redis_url": redis_url, "key_prefix": key_prefix, "allowed_roots": [ROOT],
-            "task_time_limit_s": 20, "task_soft_time_limit_s": 18,
-            "visibility_timeout_s": 30, "reconciler_stale_after_s": 45,
+            "redis_url": redis_url,
+            "key_prefix": key_prefix,
+            "allowed_roots": [ROOT],
+            "task_time_limit_s": 20,
+            "task_soft_time_limit_s": 18,
+            "visibility_timeout_s": 30,
+            "reconciler_stale_after_s": 45,
         }
         values.update(overrides)
         return Settings(**values)

@@ -128,9 +128,7 @@ def check_config(app: Celery) -> None:
         )
 
 
-def create_app(
-    settings: Settings | None = None, registry: SkillRegistry | None = None
-) -> Celery:
+def create_app(settings: Settings | None = None, registry: SkillRegistry | None = None) -> Celery:
     """Build a Celery app for ``settings`` with one task per installed skill."""
     settings = settings or load_settings()
     registry = registry or load_registry()
@@ -190,7 +188,11 @@ def _register_tasks(app: Celery, runtime: Runtime) -> None:
             raise Reject(exc, requeue=True) from exc
 
     def _run_recorded(
-        runtime: Runtime, task_id: str, skill: str, items: list[dict[str, Any]], job_id: str,
+        runtime: Runtime,
+        task_id: str,
+        skill: str,
+        items: list[dict[str, Any]],
+        job_id: str,
         hostname: str | None,
     ) -> list[dict[str, Any]]:
         ledger = runtime.ledger

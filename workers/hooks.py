@@ -77,9 +77,7 @@ def on_worker_ready(sender: Any = None, **_: Any) -> None:
         except Exception:  # readiness is advisory; never block a worker on it
             logger.warning("could not record readiness of %s", hostname, exc_info=True)
     if not eager_wanted(app) and settings.lazy_loading_prewarm_delay_s > 0:
-        thread = threading.Thread(
-            target=prewarm, args=(app,), name="victor-prewarm", daemon=True
-        )
+        thread = threading.Thread(target=prewarm, args=(app,), name="victor-prewarm", daemon=True)
         thread.start()
 
 
@@ -119,7 +117,9 @@ def prewarm(app: Celery, sleep: Any = time.sleep) -> list[str]:
         rss_mb = process.memory_info().rss / 1_048_576
         cpu_fraction = psutil.cpu_percent(interval=0.5) / 100
         if not prewarm_allowed(
-            rss_mb, cpu_fraction, settings.lazy_loading_memory_threshold,
+            rss_mb,
+            cpu_fraction,
+            settings.lazy_loading_memory_threshold,
             settings.lazy_loading_cpu_threshold,
         ):
             logger.info("pre-warm paused: rss %.0f MB, cpu %.0f%%", rss_mb, cpu_fraction * 100)

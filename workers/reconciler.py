@@ -24,8 +24,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from workers.factory import BATCH_TASK, REDUCE_TASK
 from workers.errors import JobNotFoundError, VictorError
+from workers.factory import BATCH_TASK, REDUCE_TASK
 from workers.ledger import REDUCE_SUFFIX, TERMINAL, Ledger, reduce_task_id
 from workers.settings import Mode
 

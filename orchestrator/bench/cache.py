@@ -29,9 +29,9 @@ import redis
 from orchestrator.bench.environment import BenchRedis, bench_redis
 from orchestrator.bench.stats import summary
 from orchestrator.bench.tool_selection import local_settings, queries
-from workers.factory import Runtime
 from workers.cache import CacheManager
 from workers.cache.envelope import Signer, encode, seal
+from workers.factory import Runtime
 from workers.settings import Settings
 from workers.skills.registry import load_registry
 

@@ -20,9 +20,13 @@ RUNS = {"tiny": 1, "default": 5, "full": 9}
 
 def _sample(env: dict[str, str], eager: bool) -> tuple[float, float, list[str]]:
     worker = WorkerProcess(
-        {**env, "VICTOR_LAZY_LOADING_ENABLED": "false" if eager else "true",
-         "VICTOR_LAZY_LOADING_PREWARM_DELAY_S": "0"},
-        concurrency=1, pool="solo",
+        {
+            **env,
+            "VICTOR_LAZY_LOADING_ENABLED": "false" if eager else "true",
+            "VICTOR_LAZY_LOADING_PREWARM_DELAY_S": "0",
+        },
+        concurrency=1,
+        pool="solo",
     )
     started = time.monotonic()
     worker.start(wait=False)

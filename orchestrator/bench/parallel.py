@@ -25,7 +25,10 @@ async def _measure(count: int, ms: int, rounds: int) -> tuple[list[float], list[
     # Embedded mode on purpose (even when VICTOR_REDIS_URL is set): both sides share one
     # in-process worker, so the ratio isolates the window.
     settings = Settings(
-        max_parallel_workers=WINDOW, redis_url=None, broker_url=None, result_backend_url=None,
+        max_parallel_workers=WINDOW,
+        redis_url=None,
+        broker_url=None,
+        result_backend_url=None,
         cache_url=None,
     )
     async with Orchestrator(settings) as orchestrator:

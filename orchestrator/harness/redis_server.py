@@ -37,9 +37,21 @@ class RedisServer:
 
     def start(self, timeout_s: float = 10) -> RedisServer:
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-            "--save", "", "--appendonly", "yes" if self.appendonly else "no",
-            "--maxmemory-policy", "noeviction", "--daemonize", "no",
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--maxmemory-policy",
+            "noeviction",
+            "--daemonize",
+            "no",
         ]
         if self.appendonly:
             args += ["--appendfsync", "always"]

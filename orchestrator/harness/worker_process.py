@@ -52,16 +52,37 @@ class WorkerProcess:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "celery", "-A", self.app, "worker",
-            "-l", self.loglevel, "-P", self.pool, "-c", str(self.concurrency),
-            "-n", self.hostname, "-Q", "victor", "--without-mingle", "--without-gossip",
-            "--pidfile", str(self.pid_path), *self.extra_args,
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            self.app,
+            "worker",
+            "-l",
+            self.loglevel,
+            "-P",
+            self.pool,
+            "-c",
+            str(self.concurrency),
+            "-n",
+            self.hostname,
+            "-Q",
+            "victor",
+            "--without-mingle",
+            "--without-gossip",
+            "--pidfile",
+            str(self.pid_path),
+            *self.extra_args,
         ]
 
     def start(self, wait: bool = True, timeout_s: float = 60) -> WorkerProcess:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                self.command(), env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                self.command(),
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         if wait:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+
 import pytest
 
 from orchestrator.dispatcher import dispatch_plan, wait_job
@@ -40,7 +41,9 @@ def test_chord_of_1000_tasks_runs_on_both_workers(redis_settings, worker_factory
 
 def test_two_workers_share_a_2000_item_analysis(redis_settings, worker_factory, tmp_path) -> None:
     for index in range(2000):
-        (tmp_path / f"m{index}.py").write_text(f"def f{index}(x):\n    return x if x else {index}\n")
+        (tmp_path / f"m{index}.py").write_text(
+            f"def f{index}(x):\n    return x if x else {index}\n"
+        )
     settings = redis_settings(allowed_roots=[tmp_path], chunk_size=20)
     worker_factory(settings, concurrency=2)
     worker_factory(settings, concurrency=2)

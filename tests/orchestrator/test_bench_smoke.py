@@ -33,7 +33,11 @@ def test_bench_group_runs_at_tiny_size_and_reports_a_ratio(
     env = {**os.environ, "VICTOR_REDIS_URL": redis_url}
     completed = subprocess.run(
         [VICTOR, "bench", group, "--size", "tiny", "--json"],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(completed.stdout)

@@ -12,8 +12,8 @@ from celery import Celery, chain, chord, group
 from orchestrator.dispatcher import _canvas, dispatch_plan, wait_job
 from orchestrator.plan import GoalSpec, ReduceSpec, StepSpec
 from orchestrator.planner import analyze_goal, expand_paths, goal_from_text, plan_goal
-from workers.factory import BATCH_TASK, create_app
 from workers.errors import AccessDeniedError, PlanError, UnknownSkillError
+from workers.factory import BATCH_TASK, create_app
 from workers.settings import Settings
 from workers.skills import SkillRegistry, load_registry
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from workers.factory import RECONCILE_TASK, check_config, create_app
 from workers.errors import ConfigError
+from workers.factory import RECONCILE_TASK, check_config, create_app
 from workers.keys import Keys
 
 pytestmark = [pytest.mark.redis]

@@ -15,9 +15,9 @@ import redis
 from celery import Celery
 
 from tests.conftest import ROOT
+from workers.errors import ConfigError
 from workers.factory import BATCH_TASK, DEFAULT_QUEUE, REDUCE_TASK, celery_config, check_config
 from workers.factory import create_app as build_app
-from workers.errors import ConfigError
 from workers.settings import Settings
 from workers.skills import load_registry
 
@@ -255,7 +255,8 @@ def test_workers_app_is_the_celery_app_after_the_factory_module_was_imported() -
         import workers.factory
         from workers import app
         found = find_app("workers")
-        print(json.dumps({"is_celery": isinstance(found, Celery), "runtime": hasattr(found, "victor"),
+        print(json.dumps({"is_celery": isinstance(found, Celery),
+                          "runtime": hasattr(found, "victor"),
                           "imported_is_celery": isinstance(app, Celery), "same": app is found}))
         """
     )

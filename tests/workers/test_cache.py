@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import redis
 
-from workers.factory import Runtime
 from workers.cache import MISSING, CacheManager, LRUStore, MemoryBackend, RedisBackend
 from workers.cache.envelope import Signer, seal, unseal
 from workers.cache.keying import canonical, digest, tenant_scope
 from workers.cache.sqlite import SqliteBackend
+from workers.factory import Runtime
 from workers.settings import Settings
 from workers.skills.registry import load_registry
 

@@ -17,9 +17,9 @@ from pydantic import BaseModel
 
 from orchestrator.harness import WorkerProcess
 from tests.conftest import ROOT, settings_env
-from workers.factory import create_app
 from workers.errors import MissingExtraError, SkillError, UnknownSkillError
 from workers.executor import SkillExecutor
+from workers.factory import create_app
 from workers.settings import Settings
 from workers.skills import SkillRegistry, SkillSpec, load_registry
 from workers.skills.spec import SkillContext
