@@ -11,6 +11,7 @@ from typing import Any
 from orchestrator.plan import GoalSpec, Plan, PlannedStep, StepSpec
 from orchestrator.session import Session
 from workers.errors import JobError, PlanError
+from workers.factory import runtime_of
 from workers.settings import Settings, load_settings
 
 # Components of the guide's lazy_load_* settings and the modules that implement them.
@@ -100,7 +101,7 @@ class Orchestrator:
             for tool, params in zip(tools, parameters, strict=True)
         ]
         for tool in tools:
-            self.session.app.victor.registry.get(tool)  # type: ignore[attr-defined]
+            runtime_of(self.session.app).registry.get(tool)
         inline = (not self.settings.parallel_execution_enabled) or (
             len(tools) < self.settings.parallel_threshold
         )
@@ -114,7 +115,7 @@ class Orchestrator:
         app = self.session.app
         if plan.inline:
             handle = dispatch_plan(app, plan)
-            events = app.victor.ledger.events(handle.job_id)  # type: ignore[attr-defined]
+            events = runtime_of(app).ledger.events(handle.job_id)
             by_task = {event.task_id: event.outcome for event in events}
             return [by_task[task_id][0] for task_id in handle.task_ids]
         job_id, task_ids, chunks = record_job(app, plan, tenant=self.settings.tenant)
@@ -132,31 +133,30 @@ class Orchestrator:
 
     # --- caches, metrics, memory: delegated to the modules that own them -----------------
     def get_cache_stats(self) -> dict[str, Any]:
-        return _call("workers.cache", "get_cache_stats", self.settings)
+        from workers.cache import get_cache_stats
 
-    def invalidate_cache(self, cache_type: str | None = None, pattern: str = "*") -> int:
-        return _call(  # type: ignore[no-any-return]
-            "workers.cache",
-            "invalidate_cache",
-            self.settings,
-            cache_type=cache_type,
-            pattern=pattern,
-        )
+        return get_cache_stats(self.settings)
 
-    def clear_expired_cache(self) -> int:
-        return _call("workers.cache", "clear_expired_cache", self.settings)  # type: ignore[no-any-return]
+    def invalidate_cache(self, cache_type: str | None = None, pattern: str = "*") -> dict[str, Any]:
+        from workers.cache import invalidate_cache
+
+        return invalidate_cache(cache_type, pattern, settings=self.settings)
+
+    def clear_expired_cache(self) -> dict[str, Any]:
+        from workers.cache import clear_expired_cache
+
+        return clear_expired_cache(self.settings)
 
     def get_metrics(self) -> dict[str, Any]:
-        return _call("workers.metrics", "get_metrics", self.settings)
+        from workers.fleet_metrics import get_metrics
+
+        return get_metrics(self.settings)
 
     def consolidate_memories(self) -> dict[str, Any]:
         self.load_component("memory")
-        return _call("workers.memory", "consolidate_memories", self.settings)
+        from workers.memory import consolidate_memories
 
-
-def _call(module_name: str, function_name: str, *args: Any, **kwargs: Any) -> Any:
-    module = importlib.import_module(module_name)
-    return getattr(module, function_name)(*args, **kwargs)
+        return consolidate_memories(self.settings)
 
 
 class Planning:
@@ -172,7 +172,7 @@ class Planning:
         from orchestrator.planner import goal_from_text, plan_goal
 
         settings = self._owner.settings
-        registry = self._owner.session.app.victor.registry  # type: ignore[attr-defined]
+        registry = runtime_of(self._owner.session.app).registry
         if isinstance(goal, str):
             spec = goal_from_text(goal, settings, registry)
         elif isinstance(goal, dict):
@@ -215,7 +215,7 @@ class Skills:
             )
             for skill in skills
         ]
-        spec = GoalSpec(name=goal[:200] or "chain", steps=steps, strategy=execution_strategy)  # type: ignore[arg-type]
+        spec = GoalSpec(name=goal[:200] or "chain", steps=steps, strategy=execution_strategy)
         return await self._owner.planning.plan_for_goal(spec)
 
     async def execute_chain(self, chain: Plan) -> dict[str, Any]:
@@ -225,7 +225,7 @@ class Skills:
         app = self._owner.session.app
         handle = await asyncio.to_thread(dispatch_plan, app, chain)
         job = await asyncio.to_thread(wait_job, handle)
-        events = app.victor.ledger.events(handle.job_id, 0, len(handle.task_ids) + 1)  # type: ignore[attr-defined]
+        events = runtime_of(app).ledger.events(handle.job_id, 0, len(handle.task_ids) + 1)
         by_task = {event.task_id: event.outcome for event in events}
         steps: list[list[Any]] = [[] for _ in chain.steps]
         for task_id, (step, _, _) in zip(handle.task_ids, chain.chunks(), strict=True):

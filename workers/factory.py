@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, cast
 
 from celery import Celery, Task
 from celery.exceptions import Reject
@@ -22,6 +23,9 @@ BATCH_TASK = "victor.batch"
 REDUCE_TASK = "victor.reduce"
 RECONCILE_TASK = "victor.reconcile"
 DEFAULT_QUEUE = "victor"
+
+# What ``app.task(...)`` returns: a decorator that registers a function as a task.
+TaskDecorator = Callable[[Callable[..., Any]], Task]
 
 
 class Runtime:
@@ -45,6 +49,17 @@ class Runtime:
             else:
                 self._ledger = MemoryLedger()
         return self._ledger
+
+
+def runtime_of(app: Celery) -> Runtime:
+    """The ``Runtime`` that ``create_app`` attached to ``app`` as ``app.victor``."""
+    runtime: Runtime = app.victor
+    return runtime
+
+
+def task_decorator(app: Celery, **options: Any) -> TaskDecorator:
+    """``app.task(**options)``, typed (Celery ships no annotations)."""
+    return cast(TaskDecorator, app.task(**options))
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -148,7 +163,7 @@ def create_app(settings: Settings | None = None, registry: SkillRegistry | None 
     app.conf.update(celery_config(settings))
     check_config(app)
     runtime = Runtime(settings, registry)
-    app.victor = runtime  # type: ignore[attr-defined]
+    app.victor = runtime
     _register_tasks(app, runtime)
     from workers import hooks
 
@@ -160,7 +175,7 @@ def _register_tasks(app: Celery, runtime: Runtime) -> None:
     for spec in runtime.registry.specs():
         _register_skill(app, runtime, spec.name, spec.task_name)
 
-    @app.task(name=BATCH_TASK, bind=True, shared=False)
+    @task_decorator(app, name=BATCH_TASK, bind=True, shared=False)
     def batch(
         self: Task, skill: str, items: list[dict[str, Any]], job_id: str | None = None
     ) -> list[dict[str, Any]]:
@@ -198,9 +213,10 @@ def _register_tasks(app: Celery, runtime: Runtime) -> None:
         ledger = runtime.ledger
         # A task is finished once, by task id: a redelivered or re-dispatched copy returns the
         # recorded outcome, so a chord counts the same value whichever copy reports.
+        recorded: list[dict[str, Any]] | None
         recorded, deliveries = ledger.begin(job_id, task_id)
         if recorded is not None:
-            return recorded  # type: ignore[no-any-return]
+            return recorded
         if deliveries > runtime.settings.max_deliveries:
             return _dead_letter(ledger, job_id, task_id, skill, items, deliveries)
         outcomes = runtime.executor.run_batch(skill, items)
@@ -216,7 +232,7 @@ def _register_tasks(app: Celery, runtime: Runtime) -> None:
             _job_finished(runtime, job_id)
         return outcomes
 
-    @app.task(name=REDUCE_TASK, bind=True, shared=False)
+    @task_decorator(app, name=REDUCE_TASK, bind=True, shared=False)
     def reduce(
         self: Task,
         results: list[Any],
@@ -255,7 +271,7 @@ def _register_tasks(app: Celery, runtime: Runtime) -> None:
         _job_finished(runtime, job_id)
         return value
 
-    @app.task(name=RECONCILE_TASK, shared=False, ignore_result=True)
+    @task_decorator(app, name=RECONCILE_TASK, shared=False, ignore_result=True)
     def reconcile() -> dict[str, Any]:
         """Beat task: re-dispatch stale ledger tasks, fire overdue reduces."""
         from workers.reconciler import reconcile_once
