@@ -44,9 +44,10 @@ def run_goal_cli(goal: Any, settings: Settings, *, quiet: bool) -> dict[str, Any
     from orchestrator.dispatcher import dispatch_plan, wait_job
     from orchestrator.planner import plan_goal
     from orchestrator.session import Session
+    from workers.factory import runtime_of
 
     with Session(settings) as session:
-        plan = plan_goal(goal, settings, session.app.victor.registry)  # type: ignore[attr-defined]
+        plan = plan_goal(goal, settings, runtime_of(session.app).registry)
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

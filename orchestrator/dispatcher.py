@@ -15,7 +15,7 @@ from orchestrator.plan import Plan
 from workers.cache.hooks import TENANT_HEADER
 from workers.cache.keying import tenant_scope
 from workers.errors import JobError
-from workers.factory import BATCH_TASK, REDUCE_TASK
+from workers.factory import BATCH_TASK, REDUCE_TASK, runtime_of
 from workers.ledger import TERMINAL, JobRecord, MemoryLedger
 from workers.memory import record_episode
 from workers.settings import Mode
@@ -49,7 +49,7 @@ def record_job(
     meta: dict[str, Any] | None = None,
 ) -> tuple[str, list[str], list[tuple[int, str, list[dict[str, Any]]]]]:
     """Record the job and each of its tasks in the ledger (before anything is published)."""
-    runtime = app.victor  # type: ignore[attr-defined]
+    runtime = runtime_of(app)
     job_id = job_id or new_job_id()
     chunks = plan.chunks()
     task_ids = [f"{job_id}.{index}" for index in range(len(chunks))]
@@ -83,7 +83,7 @@ def dispatch_plan(
     app: Celery, plan: Plan, *, tenant: str | None = None, job_id: str | None = None
 ) -> JobHandle:
     """Record the plan in the ledger, then run it inline or publish it as a canvas."""
-    runtime = app.victor  # type: ignore[attr-defined]
+    runtime = runtime_of(app)
     tenant = tenant or runtime.settings.tenant
     job_id, task_ids, chunks = record_job(app, plan, tenant=tenant, job_id=job_id)
     handle = JobHandle(job_id=job_id, plan=plan, task_ids=task_ids, app=app)
@@ -142,7 +142,7 @@ def _canvas(plan: Plan, signatures: list[Signature]) -> Any:
 def _run_inline(
     app: Celery, handle: JobHandle, chunks: list[tuple[int, str, list[dict[str, Any]]]]
 ) -> None:
-    runtime = app.victor  # type: ignore[attr-defined]
+    runtime = runtime_of(app)
     results = []
     for task_id, (_, skill, items) in zip(handle.task_ids, chunks, strict=True):
         outcomes = runtime.executor.run_batch(skill, items)
@@ -165,7 +165,7 @@ def wait_job(
     poll_s: float = 0.05,
 ) -> JobRecord:
     """Follow a job to its end, reporting progress; run the fan-in for ``collect`` jobs."""
-    runtime = handle.app.victor  # type: ignore[attr-defined]
+    runtime = runtime_of(handle.app)
     ledger = runtime.ledger
     deadline = time.monotonic() + timeout_s
     reduce_sent = False
@@ -199,7 +199,7 @@ def wait_job(
 
 
 def _send_collected_reduce(handle: JobHandle) -> None:
-    runtime = handle.app.victor  # type: ignore[attr-defined]
+    runtime = runtime_of(handle.app)
     plan = handle.plan
     assert plan.reduce is not None
     by_task = {
@@ -258,7 +258,7 @@ def publish_window(
 
     A rolling window: a slow task holds one slot, not a whole wave.
     """
-    runtime = app.victor  # type: ignore[attr-defined]
+    runtime = runtime_of(app)
     ledger = runtime.ledger
     runtime.ledger.set_status(job_id, "running")
     pending = list(zip(task_ids, chunks, strict=True))

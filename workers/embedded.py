@@ -12,6 +12,7 @@ from typing import Any
 from celery import Celery, _state, signals
 
 from workers.errors import VictorError
+from workers.factory import runtime_of
 
 
 @contextmanager
@@ -19,10 +20,10 @@ def embedded_worker(
     app: Celery, concurrency: int | None = None, pool: str = "threads", start_timeout_s: float = 30
 ) -> Iterator[Any]:
     """Run a worker for ``app`` in a background thread while the block runs."""
-    settings = app.victor.settings  # type: ignore[attr-defined]
+    settings = runtime_of(app).settings
     ready = threading.Event()
 
-    class EmbeddedWorkController(app.WorkController):  # type: ignore[name-defined,misc]
+    class EmbeddedWorkController(app.WorkController):  # type: ignore[misc]  # Celery is untyped
         def on_consumer_ready(self, consumer: Any) -> None:
             # What a standalone worker does here: readiness hooks (metrics, pre-warm) run too.
             signals.worker_ready.send(sender=consumer)

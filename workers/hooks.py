@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
+from workers.factory import runtime_of
 from workers.reporting import install as install_reporting
 from workers.settings import Mode
 
@@ -37,12 +38,12 @@ def connect(app: Celery) -> None:
 def _app_of(sender: Any) -> Celery | None:
     app = getattr(sender, "app", None)
     if app is not None and hasattr(app, "victor"):
-        return app  # type: ignore[no-any-return]
+        return app
     return _apps[-1] if _apps else None
 
 
 def eager_wanted(app: Celery) -> bool:
-    settings = app.victor.settings  # type: ignore[attr-defined]
+    settings = runtime_of(app).settings
     return not (settings.lazy_loading_enabled and settings.lazy_load_skills)
 
 
@@ -50,14 +51,14 @@ def on_worker_init(sender: Any = None, **_: Any) -> None:
     """Main worker process: import every skill now when lazy loading is off."""
     app = _app_of(sender)
     if app is not None and eager_wanted(app):
-        app.victor.registry.load_all()  # type: ignore[attr-defined]
+        runtime_of(app).registry.load_all()
 
 
 def on_worker_process_init(**_: Any) -> None:
     """Each pool child: eager import when lazy loading is off (children may not inherit it)."""
     app = _apps[-1] if _apps else None
     if app is not None and eager_wanted(app):
-        app.victor.registry.load_all()  # type: ignore[attr-defined]
+        runtime_of(app).registry.load_all()
 
 
 def on_worker_ready(sender: Any = None, **_: Any) -> None:
@@ -65,7 +66,7 @@ def on_worker_ready(sender: Any = None, **_: Any) -> None:
     app = _app_of(sender)
     if app is None:
         return
-    runtime = app.victor  # type: ignore[attr-defined]
+    runtime = runtime_of(app)
     settings = runtime.settings
     hostname = getattr(sender, "hostname", None) or f"pid{os.getpid()}"
     if settings.mode is Mode.DISTRIBUTED:
@@ -83,9 +84,9 @@ def on_worker_ready(sender: Any = None, **_: Any) -> None:
 
 def on_worker_shutdown(sender: Any = None, **_: Any) -> None:
     app = _app_of(sender)
-    if app is None or app.victor.settings.mode is not Mode.DISTRIBUTED:  # type: ignore[attr-defined]
+    if app is None or runtime_of(app).settings.mode is not Mode.DISTRIBUTED:
         return
-    runtime = app.victor  # type: ignore[attr-defined]
+    runtime = runtime_of(app)
     hostname = getattr(sender, "hostname", None) or f"pid{os.getpid()}"
     from workers.redis_client import redis_client
 
@@ -106,7 +107,7 @@ def prewarm(app: Celery, sleep: Any = time.sleep) -> list[str]:
     """After the delay, import skills one by one while RSS and CPU stay under thresholds."""
     import psutil
 
-    runtime = app.victor  # type: ignore[attr-defined]
+    runtime = runtime_of(app)
     settings = runtime.settings
     sleep(settings.lazy_loading_prewarm_delay_s)
     process = psutil.Process()

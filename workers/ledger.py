@@ -24,6 +24,15 @@ TERMINAL = frozenset({"succeeded", "failed", "revoked"})
 REDUCE_SUFFIX = ".reduce"
 
 
+def _text(value: object) -> str:
+    """A Redis string reply as text (the ledger's client returns bytes)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected a Redis string reply, got {value!r}")
+
+
 def reduce_task_id(job_id: str) -> str:
     """The task id of a job's fan-in step (also its entry in the ledger's open set)."""
     return f"{job_id}{REDUCE_SUFFIX}"
@@ -83,6 +92,11 @@ class Ledger(Protocol):
     ) -> None: ...
 
     def begin_task(self, task_id: str, job_id: str | None = None) -> int: ...
+
+    def begin(self, job_id: str, task_id: str) -> tuple[Any, int]:
+        """At task start: the recorded outcome of ``task_id`` (or None) and its delivery count
+        after counting this delivery."""
+        ...
 
     def get_result(self, job_id: str, task_id: str) -> Any: ...
 
@@ -324,7 +338,7 @@ class RedisLedger:
                 members = {f"{job.job_id}|{task_id}": job.created_at for task_id in tasks}
                 if job.meta.get("has_reduce"):
                     members[f"{job.job_id}|{reduce_task_id(job.job_id)}"] = job.created_at
-                pipe.zadd(keys.ledger_open(), members)  # type: ignore[arg-type]
+                pipe.zadd(keys.ledger_open(), members)
             pipe.zadd(keys.jobs_index(job.tenant), {job.job_id: job.created_at})
             pipe.expire(keys.jobs_index(job.tenant), ttl_s)
             pipe.execute()
@@ -401,7 +415,7 @@ class RedisLedger:
         """Every recorded outcome of the job, by task id."""
         with translated("reading task results"):
             raw = self._redis.hgetall(self._keys.job_results(job_id))
-        return {key.decode(): json.loads(value) for key, value in raw.items()}
+        return {_text(key): json.loads(value) for key, value in raw.items()}
 
     def record_result(self, job_id: str, task_id: str, outcome: Any, worker: str = "") -> int:
         keys = self._keys
@@ -430,13 +444,15 @@ class RedisLedger:
         with translated("reading job events"):
             entries = self._redis.xrange(self._keys.job_events(job_id), count=after_seq + limit)
         events = []
-        for position, (_, fields) in enumerate(entries[after_seq:], start=after_seq + 1):
+        # XRANGE replies with a list (empty for a missing stream) of entries that all have fields.
+        for position, (_, fields) in enumerate((entries or [])[after_seq:], start=after_seq + 1):
+            assert fields is not None
             events.append(
                 TaskEvent(
                     position,
-                    fields[b"task_id"].decode(),
+                    _text(fields[b"task_id"]),
                     json.loads(fields[b"outcome"]),
-                    fields.get(b"worker", b"").decode(),
+                    _text(fields.get(b"worker", b"")),
                 )
             )
         return events
@@ -444,7 +460,7 @@ class RedisLedger:
     def task_specs(self, job_id: str) -> dict[str, dict[str, Any]]:
         with translated("reading task specs"):
             raw = self._redis.hgetall(self._keys.job_tasks(job_id))
-        return {key.decode(): json.loads(value) for key, value in raw.items()}
+        return {_text(key): json.loads(value) for key, value in raw.items()}
 
     def stale_tasks(self, older_than_s: float) -> list[tuple[str, str]]:
         cutoff = time.time() - older_than_s
@@ -452,7 +468,7 @@ class RedisLedger:
             members = self._redis.zrangebyscore(self._keys.ledger_open(), 0, cutoff, 0, 10_000)
         pairs = []
         for member in members:
-            job_id, _, task_id = member.decode().partition("|")
+            job_id, _, task_id = _text(member).partition("|")
             pairs.append((job_id, task_id))
         return pairs
 
@@ -479,7 +495,7 @@ class RedisLedger:
             pipe.hdel(keys.job_results(job_id), task_id)
             pipe.hdel(keys.ledger_deliveries(), task_id)
             pipe.hdel(keys.dead_letters(), task_id)
-            pipe.zadd(keys.ledger_open(), members)  # type: ignore[arg-type]
+            pipe.zadd(keys.ledger_open(), members)
             pipe.hset(keys.job(job_id), mapping={"status": "running", "updated_at": repr(now)})
             pipe.hdel(keys.job(job_id), "result")
             pipe.execute()
@@ -490,7 +506,7 @@ class RedisLedger:
         jobs = []
         for raw_id in ids:
             try:
-                jobs.append(self.get_job(raw_id.decode()))
+                jobs.append(self.get_job(_text(raw_id)))
             except JobNotFoundError:
                 continue
         return jobs

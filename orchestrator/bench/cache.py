@@ -22,7 +22,7 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import redis
 
@@ -34,6 +34,17 @@ from workers.cache.envelope import Signer, encode, seal
 from workers.factory import Runtime
 from workers.settings import Settings
 from workers.skills.registry import load_registry
+
+
+class _RawConnection(Protocol):
+    """The part of a redis-py connection the direct GET uses (redis-py leaves it untyped)."""
+
+    def send_command(self, *args: Any) -> None: ...
+
+    def read_response(self) -> Any: ...
+
+    def disconnect(self) -> None: ...
+
 
 SIZES = {
     "tiny": {"rounds": 5, "ops": 200, "files": 30},
@@ -87,7 +98,7 @@ def measure_hits(env: BenchRedis, rounds: int, ops: int) -> dict[str, Any]:
     client = redis.Redis.from_url(env.url)
     client.set(raw_key, sealed)
     assert other.get(key) == VALUE and cache.get(key) == VALUE
-    connection = client.connection_pool.make_connection()
+    connection = cast(_RawConnection, client.connection_pool.make_connection())
 
     def direct_get() -> Any:
         connection.send_command("GET", raw_key)

@@ -19,6 +19,7 @@ from orchestrator.dispatcher import dispatch_plan, release, wait_job
 from orchestrator.plan import GoalSpec, StepSpec
 from orchestrator.planner import plan_goal
 from orchestrator.session import Session
+from workers.factory import runtime_of
 
 SIZES = {"tiny": (100, 300, 1), "default": (1000, 10_000, 3), "full": (3000, 10_000, 5)}
 
@@ -32,7 +33,8 @@ def _noop_goal(count: int, chunk_size: int) -> GoalSpec:
 
 
 def _ours(session: Session, count: int, chunk_size: int) -> float:
-    plan = plan_goal(_noop_goal(count, chunk_size), session.settings, session.app.victor.registry)  # type: ignore[attr-defined]
+    registry = runtime_of(session.app).registry
+    plan = plan_goal(_noop_goal(count, chunk_size), session.settings, registry)
     started = time.perf_counter()
     job = wait_job(dispatch_plan(session.app, plan), timeout_s=600, poll_s=0.01)
     elapsed = time.perf_counter() - started
@@ -56,7 +58,8 @@ def _raw(session: Session, count: int) -> float:
 
 
 def _publish_ours(session: Session, count: int, chunk_size: int) -> float:
-    plan = plan_goal(_noop_goal(count, chunk_size), session.settings, session.app.victor.registry)  # type: ignore[attr-defined]
+    registry = runtime_of(session.app).registry
+    plan = plan_goal(_noop_goal(count, chunk_size), session.settings, registry)
     started = time.perf_counter()
     handle = dispatch_plan(session.app, plan)
     elapsed = time.perf_counter() - started

@@ -27,7 +27,7 @@ class BenchRedis:
     def settings(self, **overrides: object) -> Settings:
         values: dict[str, object] = {"redis_url": self.url, "key_prefix": self.prefix}
         values.update(overrides)
-        return Settings(**values)  # type: ignore[arg-type]
+        return Settings(**values)
 
     def worker(self, concurrency: int = 2, pool: str = "prefork", **env: str) -> WorkerProcess:
         worker = WorkerProcess(self.env(**env), concurrency=concurrency, pool=pool)

@@ -110,7 +110,8 @@ class WorkerProcess:
 
     def children(self) -> list[psutil.Process]:
         try:
-            return psutil.Process(self.pid).children(recursive=False)
+            children: list[psutil.Process] = psutil.Process(self.pid).children(recursive=False)
+            return children
         except psutil.NoSuchProcess:
             return []
 
