@@ -203,7 +203,6 @@ def worker(
         str(concurrency or settings.effective_concurrency),
         "--without-mingle",
         "--without-gossip",
-        "-E",
     ]
     if hostname:
         argv += ["-n", hostname]

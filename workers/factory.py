@@ -88,7 +88,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": DEFAULT_QUEUE,
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
-        "worker_send_task_events": True,
+        # Task events cost a publish per task state; Flower turns them on when it watches
+        # (its enable_events broadcast), so an unwatched fleet does not pay for them.
+        "worker_send_task_events": False,
         "task_send_sent_event": False,
         "result_chord_join_timeout": 30.0,
     }
