@@ -9,8 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator.cli_support import settings_or_exit
 from workers.errors import VictorError
-from workers.settings import Mode, Settings, load_settings
+from workers.settings import Mode, Settings
 
 cache_app = typer.Typer(
     name="cache",
@@ -34,12 +35,7 @@ _COLUMNS = (
 )
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except VictorError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+_settings = settings_or_exit
 
 
 def _embedded_note(settings: Settings) -> None:

@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from orchestrator.cli_support import console, job_progress, out, settings_or_exit
 from workers.errors import VictorError
-from workers.settings import Settings, load_settings
+from workers.settings import Settings
 
 app = typer.Typer(
     name="victor",
@@ -22,16 +21,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out = Console()
-
-
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    except VictorError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+_settings = settings_or_exit
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -48,15 +38,7 @@ def run_goal_cli(goal: Any, settings: Settings, *, quiet: bool) -> dict[str, Any
 
     with Session(settings) as session:
         plan = plan_goal(goal, settings, runtime_of(session.app).registry)
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            disable=quiet,
-            transient=True,
-        ) as progress:
+        with job_progress(quiet) as progress:
             bar = progress.add_task(
                 f"{plan.item_count} items in {len(plan.chunks())} tasks "
                 f"({session.settings.mode.value})",

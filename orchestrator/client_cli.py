@@ -10,10 +10,11 @@ from typing import Any
 
 import httpx
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from orchestrator.cli import _settings, app, console, out
+from orchestrator.cli import app
+from orchestrator.cli_support import console, job_progress, out
+from orchestrator.cli_support import settings_or_exit as _settings
 from workers.errors import ApiClientError, VictorError
 from workers.settings import Settings
 
@@ -97,15 +98,7 @@ def sse_events(
 def follow(client: httpx.Client, accepted: dict[str, Any], quiet: bool) -> dict[str, Any]:
     """Show a progress bar from the job's event stream; return the final job."""
     job: dict[str, Any] = {}
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=quiet,
-        transient=True,
-    ) as progress:
+    with job_progress(quiet) as progress:
         bar = progress.add_task(
             f"job {accepted['job_id'][:12]}", total=accepted["total_tasks"] or 1
         )

@@ -8,7 +8,9 @@ import re
 
 import typer
 
-from orchestrator.cli import _settings, app, console
+from orchestrator.cli import app
+from orchestrator.cli_support import console
+from orchestrator.cli_support import settings_or_exit as _settings
 from workers.flower_defaults import require_auth_on_metrics
 
 # user:password, several separated by commas (Flower's --basic-auth format).

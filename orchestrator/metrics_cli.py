@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.cli import app
+from orchestrator.cli_support import settings_or_exit
 from workers.errors import VictorError
-from workers.settings import Mode, Settings, load_settings
+from workers.settings import Mode
 
 metrics_app = typer.Typer(
     name="metrics", help="Fleet figures: latency, throughput, errors, memory, queue depth."
@@ -21,12 +22,7 @@ console = Console(stderr=True)
 out = Console()
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except VictorError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+_settings = settings_or_exit
 
 
 def _ms(value: Any) -> str:

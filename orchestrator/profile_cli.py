@@ -19,8 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.cli import app
+from orchestrator.cli_support import settings_or_exit
 from workers.errors import VictorError
-from workers.settings import Settings, load_settings
+from workers.settings import Settings
 
 profile_app = typer.Typer(
     name="profile",
@@ -74,12 +75,7 @@ def profile_call(
     return result, rows
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except VictorError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+_settings = settings_or_exit
 
 
 def _print(rows: list[dict[str, Any]], title: str, as_json: bool) -> None:

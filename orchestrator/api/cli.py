@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from orchestrator.cli import _settings, app, console, out
+from orchestrator.cli import app
+from orchestrator.cli_support import console, out
+from orchestrator.cli_support import settings_or_exit as _settings
 from workers.errors import VictorError
 
 keys_app = typer.Typer(

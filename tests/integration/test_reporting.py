@@ -64,9 +64,12 @@ def test_counts_and_latencies_from_a_real_worker_match_what_ran(
     assert sleep["tasks"] == 24
     assert sleep["items"] == 24
     assert sleep["failed_tasks"] == 0 and sleep["error_rate"] == 0
-    assert sleep["avg_latency"] == pytest.approx((20 * 30 + 4 * 150) / 24, rel=0.3)
-    assert sleep["p50"] == pytest.approx(30, rel=0.3)
-    assert sleep["p99"] == pytest.approx(150, rel=0.25)
+    # A sleep never ends early; on a loaded 2-core machine it may end late, and percentiles
+    # come from histogram buckets: bound from below exactly and from above loosely.
+    expected_avg = (20 * 30 + 4 * 150) / 24
+    assert expected_avg * 0.9 <= sleep["avg_latency"] <= expected_avg * 1.6
+    assert 30 * 0.9 <= sleep["p50"] <= 30 * 1.6
+    assert 150 * 0.9 <= sleep["p99"] <= 150 * 1.6
     assert sleep["queue_wait_avg_ms"] is not None and sleep["queue_wait_avg_ms"] >= 0
     assert metrics["fleet"]["tasks"] == 24
     figures = metrics["workers"][worker.hostname]
