@@ -199,3 +199,28 @@ def audit(
     if write:
         result.write()
     return result
+
+
+def assert_reconnected(
+    oracle: Path, workers: list[Any], pids: list[int], back_at: float, within_s: float = 10
+) -> dict[str, float]:
+    """Every worker ran a task within ``within_s`` of Redis coming back, without a restart.
+
+    Returns the seconds each worker took to start its first task after ``back_at``.
+    """
+    records = [json.loads(line) for line in oracle.read_text().splitlines()]
+    reconnect_s = {}
+    for worker in workers:
+        after = [
+            record["start"]
+            for record in records
+            if record["kind"] == "start"
+            and record["worker"] == worker.hostname
+            and record["start"] > back_at
+        ]
+        assert after, f"{worker.hostname} ran nothing after the restart"
+        reconnect_s[worker.hostname] = round(min(after) - back_at, 3)
+    assert max(reconnect_s.values()) < within_s, reconnect_s
+    assert [worker.pid for worker in workers] == pids
+    assert all(w.process is not None and w.process.poll() is None for w in workers)
+    return reconnect_s

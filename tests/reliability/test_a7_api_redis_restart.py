@@ -10,14 +10,13 @@ whose publish the outage interrupted.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
 import pytest
 
 from orchestrator.harness import RedisServer
-from orchestrator.harness.audit import audit
+from orchestrator.harness.audit import assert_reconnected, audit
 from tests.reliability.api_support import (
     API_OVERRIDES,
     Answer,
@@ -96,19 +95,7 @@ def _a7_api(scenario_factory, worker_factory, live_api, tmp_path, outage_s: floa
         # Every 202 is a job the ledger holds (AOF kept it across the restart), and it finishes.
         statuses = wait_jobs(scenario.ledger, set(accepted.values()), timeout_s=120)
         assert set(statuses.values()) == {"succeeded"}, statuses
-        records = [json.loads(line) for line in scenario.oracle.read_text().splitlines()]
-        reconnect_s = {}
-        for worker in workers:
-            after = [
-                r["start"]
-                for r in records
-                if r["kind"] == "start" and r["worker"] == worker.hostname and r["start"] > back_at
-            ]
-            assert after, f"{worker.hostname} ran nothing after the restart"
-            reconnect_s[worker.hostname] = round(min(after) - back_at, 3)
-        assert max(reconnect_s.values()) < 10, reconnect_s
-        assert [worker.pid for worker in workers] == pids
-        assert all(w.process is not None and w.process.poll() is None for w in workers)
+        reconnect_s = assert_reconnected(scenario.oracle, workers, pids, back_at)
         result = audit(
             name,
             scenario.oracle,

@@ -3,13 +3,12 @@ restart and every accepted job completes. (The API's 503-during-outage part is p
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
 from orchestrator.harness import RedisServer
-from orchestrator.harness.audit import audit
+from orchestrator.harness.audit import assert_reconnected, audit
 from workers.errors import BackendUnavailableError
 
 pytestmark = [pytest.mark.redis, pytest.mark.integration]
@@ -35,19 +34,7 @@ def test_a7_workers_reconnect_after_a_redis_restart(scenario_factory, worker_fac
                     refused += 1  # not accepted, so not counted; try again
                     time.sleep(0.2)
         scenario.wait(timeout_s=90)
-        records = [json.loads(line) for line in scenario.oracle.read_text().splitlines()]
-        reconnect_s = {}
-        for worker in workers:
-            after = [
-                r["start"]
-                for r in records
-                if r["kind"] == "start" and r["worker"] == worker.hostname and r["start"] > back_at
-            ]
-            assert after, f"{worker.hostname} ran nothing after the restart"
-            reconnect_s[worker.hostname] = round(min(after) - back_at, 3)
-        assert max(reconnect_s.values()) < 10, reconnect_s
-        assert [w.pid for w in workers] == pids
-        assert all(w.process is not None and w.process.poll() is None for w in workers)
+        reconnect_s = assert_reconnected(scenario.oracle, workers, pids, back_at)
         result = audit(
             "A7",
             scenario.oracle,
