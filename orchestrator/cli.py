@@ -76,11 +76,17 @@ def analyze(
     if as_json:
         out.print_json(json.dumps(job["result"]))
     else:
-        print_report(job["result"], str(path))
+        print_report(job["result"], str(path), base=resolved)
 
 
-def print_report(report: dict[str, Any], title: str) -> None:
-    """Render the analyze report as tables."""
+def print_report(report: dict[str, Any], title: str, base: Path | None = None) -> None:
+    """Render the analyze report as tables; paths are shown relative to ``base``."""
+
+    def shown(path: str) -> str:
+        if base is not None and Path(path).is_relative_to(base):
+            return str(Path(path).relative_to(base)) or "."
+        return path
+
     totals = report.get("totals", {})
     table = Table(title=f"victor analyze {title}", show_header=True)
     table.add_column("measure")
@@ -110,14 +116,14 @@ def print_report(report: dict[str, Any], title: str) -> None:
     largest.add_column("file")
     largest.add_column("code", justify="right")
     for row in report.get("largest_files", []):
-        largest.add_row(row["path"], str(row["code"]))
+        largest.add_row(shown(row["path"]), str(row["code"]))
     out.print(largest)
     hot = Table(title="most complex functions")
     hot.add_column("function")
     hot.add_column("file:line")
     hot.add_column("complexity", justify="right")
     for row in report.get("most_complex", []):
-        hot.add_row(row["function"], f"{row['path']}:{row['line']}", str(row["complexity"]))
+        hot.add_row(row["function"], f"{shown(row['path'])}:{row['line']}", str(row["complexity"]))
     out.print(hot)
 
 

@@ -135,6 +135,7 @@ def test_analyze_prints_the_report_tables(tree: Path) -> None:
         assert section in output, section
     assert "alpha" in output and "B.beta" in output
     assert "pkg/a.py" in output
+    assert str(tree) not in output  # paths are shown relative to the analyzed directory
 
 
 def test_analyze_top_limits_the_lists(tree: Path) -> None:
