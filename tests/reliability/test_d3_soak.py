@@ -45,9 +45,10 @@ SHORT_TTLS: dict[str, Any] = {
 }
 # Keys meant to outlive the jobs (suffix after "<prefix>:"), as regular-expression prefixes.
 PERSISTENT = ("apikey:", "dlq", "worker:", "q:_kombu.binding")
-# Bounded by design and meant to outlive jobs (episodic memory is capped by
-# episodic_memory_max_episodes): not part of the return-to-baseline count.
-LONG_LIVED = (*PERSISTENT, "memory:")
+# Not part of the return-to-baseline count: stores bounded by design that outlive jobs
+# (episodic memory, capped by episodic_memory_max_episodes) and the presence keys of live
+# worker processes (refreshed while they run, expiring after they stop).
+LONG_LIVED = (*PERSISTENT, "memory:", "metrics:proc", "metrics:worker")
 
 
 def rss_mb(pid: int) -> float:
