@@ -57,7 +57,13 @@ def test_counts_and_latencies_from_a_real_worker_match_what_ran(
     job, _ = _run_job(settings, "sleep", items)
 
     def done(m: dict[str, Any]) -> bool:
-        return m["skills"].get("sleep", {}).get("tasks") == 24 and worker.hostname in m["workers"]
+        # Pool figures (active, reserved) come from the worker's periodic flush: wait for the
+        # flush after the last task, not one taken while tasks were still running.
+        return (
+            m["skills"].get("sleep", {}).get("tasks") == 24
+            and worker.hostname in m["workers"]
+            and m["queue"]["depth"] == 0
+        )
 
     metrics = _metrics_when(settings, done)
     sleep = metrics["skills"]["sleep"]
