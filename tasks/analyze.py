@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks.catalog import AnalyzeCodeInput
-from tasks.paths import confine
-from workers.errors import AccessDeniedError
+from workers.core.errors import AccessDeniedError
+from workers.core.paths import confine
 from workers.skills.spec import SkillContext
 
 TODO_PATTERN = re.compile(r"\b(TODO|FIXME)\b")

@@ -6,8 +6,8 @@ import hashlib
 from typing import Any
 
 from tasks.catalog import ReadFileInput
-from tasks.paths import confine
-from workers.errors import AccessDeniedError
+from workers.core.errors import AccessDeniedError
+from workers.core.paths import confine
 from workers.skills.spec import SkillContext
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks.catalog import EffectInput, LeakInput, NoopInput, SleepInput
-from workers.errors import SkillError
+from workers.core.errors import SkillError
+from workers.core.settings import Mode
 from workers.skills.spec import SkillContext
 
 _local_effects: set[str] = set()
@@ -42,18 +43,17 @@ def _audit_append(path: Path, record: dict[str, Any]) -> None:
 def _apply_effect(context: SkillContext, key: str) -> bool:
     """The once-only side effect: ``SET NX effect:{key}``; True when this call applied it."""
     settings = context.settings
-    url = settings.result_backend_url or settings.redis_url or settings.broker_url
-    if url is None:
+    if settings.mode is not Mode.DISTRIBUTED:
         with _local_lock:
             if key in _local_effects:
                 return False
             _local_effects.add(key)
             return True
-    from workers.keys import Keys
-    from workers.redis_client import redis_client, translated
+    from workers.core.keys import Keys
+    from workers.core.redis_client import redis_client, translated
 
     with translated("applying a probe side effect"):
-        applied = redis_client(url).set(
+        applied = redis_client(settings.state_url).set(
             Keys(settings.key_prefix).effect(key),
             str(os.getpid()),
             nx=True,

@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 from tasks.catalog import SearchCodeInput
-from tasks.paths import confine
-from workers.errors import AccessDeniedError, SkillInputError
+from workers.core.errors import AccessDeniedError, SkillInputError
+from workers.core.paths import confine
 from workers.skills.spec import SkillContext
 
 

@@ -9,60 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import re
 import weakref
 from typing import Any
 
 from tasks.catalog import SelectToolsInput
+from workers.skills.ranking import (
+    RANKING_VERSION,
+    rank_skills,
+    score_skills,
+    skill_weights,
+    words_of,
+)
 from workers.skills.registry import SkillRegistry
-from workers.skills.spec import SkillContext, SkillSpec
-
-_WORD = re.compile(r"[a-z0-9_]+")
-# Bump when the scoring changes: it is part of every tool_selection key.
-RANKING_VERSION = "1"
-
-Weights = dict[str, dict[str, float]]
+from workers.skills.spec import SkillContext
 
 _fingerprints: weakref.WeakKeyDictionary[SkillRegistry, str] = weakref.WeakKeyDictionary()
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def skill_weights(specs: list[SkillSpec]) -> Weights:
-    """Per skill, the weight of each word: name 4, keyword 3, description 1."""
-    table: Weights = {}
-    for spec in specs:
-        vocabulary: dict[str, float] = {}
-        for word in _words(spec.description):
-            vocabulary[word] = max(vocabulary.get(word, 0.0), 1.0)
-        for word in spec.keywords:
-            vocabulary[word] = 3.0
-        for word in _words(spec.name.replace("_", " ")):
-            vocabulary[word] = 4.0
-        table[spec.name] = vocabulary
-    return table
-
-
-def score_skills(words: list[str], weights: Weights) -> list[list[Any]]:
-    """``[[name, score], ...]`` best first for the words of a goal, skills scoring above 0."""
-    if not words:
-        return []
-    scored: list[list[Any]] = []
-    norm = math.sqrt(len(words))
-    for name, vocabulary in weights.items():
-        score = sum(vocabulary.get(word, 0.0) for word in words) / norm
-        if score > 0:
-            scored.append([name, round(score, 4)])
-    scored.sort(key=lambda pair: (-pair[1], pair[0]))
-    return scored
-
-
-def rank_skills(query: str, specs: list[SkillSpec], context_text: str = "") -> list[list[Any]]:
-    """Score each skill by weighted word overlap with its name, keywords and description."""
-    return score_skills(_words(query) + _words(context_text), skill_weights(specs))
 
 
 def registry_fingerprint(registry: SkillRegistry) -> str:
@@ -111,6 +72,6 @@ def select_tools(params: SelectToolsInput, context: SkillContext) -> dict[str, A
         weights = cache.get_or_compute(
             weights_key, lambda: skill_weights(registry.specs()), namespace="rl"
         )
-        return score_skills(_words(query) + _words(context_text), weights)[:limit]
+        return score_skills(words_of(query) + words_of(context_text), weights)[:limit]
 
     return {"tools": cache.get_or_compute(key, rank, namespace=namespace)}

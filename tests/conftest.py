@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from orchestrator.harness import RedisServer, WorkerProcess
-from workers.settings import Settings
+from workers.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/9"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from workers.errors import ConfigError, VictorError
-from workers.settings import Settings, load_settings
+from workers.core.errors import ConfigError, VictorError
+from workers.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -20,7 +20,7 @@ _app: Celery | None = None
 
 
 def create_app(*args: Any, **kwargs: Any) -> Celery:
-    from workers.factory import create_app as factory
+    from workers.celery_app.factory import create_app as factory
 
     return factory(*args, **kwargs)
 

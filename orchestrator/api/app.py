@@ -12,10 +12,10 @@ from fastapi.openapi.utils import get_openapi
 from orchestrator.api.body_limit import BodyLimitMiddleware
 from orchestrator.api.errors import install_handlers
 from orchestrator.api.keystore import KeyStore
-from orchestrator.api.routes import health, jobs, skills
+from orchestrator.api.routes import cache, health, jobs, metrics, skills
 from orchestrator.api.services import build_services
-from orchestrator.plan import GoalSpec
-from workers.settings import Settings, load_settings
+from orchestrator.core.plan import GoalSpec
+from workers.core.settings import Settings, load_settings
 
 DESCRIPTION = """Submit goal specs as jobs to a Celery worker fleet, follow their results as
 Server-Sent Events, and read skills, cache and metrics. Every /v1 route needs an API key
@@ -74,15 +74,8 @@ def _query_names(dependant: Any) -> set[str]:
 
 
 def optional_routers() -> list[Any]:
-    """Routes whose backing modules (cache, metrics) are present in this installation."""
-    routers = []
-    for name in ("cache", "metrics"):
-        try:
-            module = __import__(f"orchestrator.api.routes.{name}", fromlist=["router"])
-        except ImportError:
-            continue
-        routers.append(module.router)
-    return routers
+    """The cache and metrics routes (both always ship)."""
+    return [cache.router, metrics.router]
 
 
 def _openapi(api: FastAPI) -> dict[str, Any]:

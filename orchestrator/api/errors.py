@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from workers.errors import (
+from workers.core.errors import (
     AccessDeniedError,
     AuthenticationError,
     BackendUnavailableError,

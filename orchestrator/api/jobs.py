@@ -14,10 +14,10 @@ from pydantic import ValidationError
 
 from orchestrator.api.keystore import Principal
 from orchestrator.api.services import Services, broker_translated
-from orchestrator.dispatcher import dispatch_plan, new_job_id, release
-from orchestrator.plan import GoalSpec, Plan
-from orchestrator.planner import plan_goal
-from workers.errors import (
+from orchestrator.core.dispatcher import dispatch_plan, new_job_id, release
+from orchestrator.core.plan import GoalSpec, Plan
+from orchestrator.core.planner import plan_goal
+from workers.core.errors import (
     BackendUnavailableError,
     BadRequestError,
     IdempotencyError,
@@ -25,8 +25,8 @@ from workers.errors import (
     JobStateError,
     UnsupportedMediaTypeError,
 )
+from workers.core.redis_client import translated
 from workers.ledger import TERMINAL, JobRecord
-from workers.redis_client import translated
 
 MAX_REPORTED_PROBLEMS = 20
 # A goal spec nests a few levels; deeper JSON (which the parser accepts up to the recursion

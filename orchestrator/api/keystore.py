@@ -14,9 +14,9 @@ from typing import Any
 
 import redis
 
-from workers.errors import AuthenticationError, ConfigError
-from workers.keys import Keys
-from workers.redis_client import translated
+from workers.core.errors import AuthenticationError, ConfigError
+from workers.core.keys import Keys
+from workers.core.redis_client import translated
 
 SCOPES = ("submit", "read", "admin")
 KEY_PREFIX = "vk_"

@@ -12,8 +12,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from orchestrator.api.keystore import KeyStore, Principal
 from orchestrator.api.services import Services, get_services
-from workers.errors import RateLimitError, ScopeError
-from workers.redis_client import translated
+from workers.core.errors import RateLimitError, ScopeError
+from workers.core.redis_client import translated
 
 bearer = HTTPBearer(
     auto_error=False,

@@ -12,11 +12,12 @@ from celery import Celery
 from fastapi import Request
 from kombu.exceptions import OperationalError
 
-from workers.errors import BackendUnavailableError, ConfigError
-from workers.keys import Keys
+from workers.core.errors import BackendUnavailableError, ConfigError
+from workers.core.keys import Keys
+from workers.core.redis_client import REDIS_ERRORS, redis_client
+from workers.core.settings import Mode, Settings
 from workers.ledger import Ledger
-from workers.redis_client import REDIS_ERRORS, redis_client
-from workers.settings import Mode, Settings
+from workers.runtime import runtime_of
 from workers.skills.registry import SkillRegistry
 
 
@@ -33,11 +34,11 @@ class Services:
 
     @property
     def ledger(self) -> Ledger:
-        return self.app.victor.ledger  # type: ignore[no-any-return]
+        return runtime_of(self.app).ledger
 
     @property
     def registry(self) -> SkillRegistry:
-        return self.app.victor.registry  # type: ignore[no-any-return]
+        return runtime_of(self.app).registry
 
     @property
     def redis(self) -> redis.Redis:
@@ -52,11 +53,12 @@ def build_services(settings: Settings, app: Celery | None = None) -> Services:
             "redis://127.0.0.1:6379/0) and start workers with victor worker"
         )
     if app is None:
-        from workers.factory import create_app
+        from workers.celery_app.factory import create_app
 
         app = create_app(settings)
-    url = settings.result_backend_url or settings.redis_url or settings.effective_broker_url
-    return Services(settings=settings, app=app, keys=Keys(settings.key_prefix), redis_url=url)
+    return Services(
+        settings=settings, app=app, keys=Keys(settings.key_prefix), redis_url=settings.state_url
+    )
 
 
 def get_services(request: Request) -> Services:

@@ -18,9 +18,9 @@ from starlette.concurrency import run_in_threadpool
 from orchestrator.api import jobs
 from orchestrator.api.keystore import Principal
 from orchestrator.api.services import Services
-from workers.errors import VictorError
+from workers.core.errors import VictorError
+from workers.core.redis_client import REDIS_ERRORS
 from workers.ledger import TERMINAL
-from workers.redis_client import REDIS_ERRORS
 
 BLOCK_MS = 1000
 KEEPALIVE_S = 15.0

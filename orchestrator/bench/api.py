@@ -24,7 +24,8 @@ import httpx
 from orchestrator.bench.environment import BenchRedis, bench_redis
 from orchestrator.bench.stats import percentile
 from orchestrator.harness import free_port
-from workers.factory import BATCH_TASK, create_app
+from workers.celery_app.factory import create_app
+from workers.core.names import BATCH_TASK
 
 SIZES = {
     "tiny": {"jobs": 200, "clients": 20},
@@ -38,7 +39,7 @@ GOAL = {"name": "bench", "steps": [{"skill": "noop", "items": [{"value": 1}]}]}
 def api_process(env: BenchRedis, **settings: str) -> Iterator[tuple[str, str]]:
     """``victor api`` in a subprocess on a free loopback port; yields ``(url, api key)``."""
     from orchestrator.api.keystore import KeyStore, parse_scopes
-    from workers.keys import Keys
+    from workers.core.keys import Keys
 
     directory = Path(tempfile.mkdtemp(prefix="victor-bench-api-"))
     keys_file = directory / "keys.json"

@@ -31,8 +31,8 @@ from orchestrator.bench.stats import summary
 from orchestrator.bench.tool_selection import local_settings, queries
 from workers.cache import CacheManager
 from workers.cache.envelope import Signer, encode, seal
-from workers.factory import Runtime
-from workers.settings import Settings
+from workers.core.settings import Settings
+from workers.runtime import Runtime, runtime_of
 from workers.skills.registry import load_registry
 
 
@@ -178,12 +178,12 @@ def _write_tree(root: Path, files: int) -> None:
 
 
 def _analyze_once(settings: Settings, tree: Path) -> tuple[float, dict[str, Any]]:
-    from orchestrator.dispatcher import dispatch_plan, wait_job
-    from orchestrator.planner import analyze_goal, plan_goal
-    from orchestrator.session import Session
+    from orchestrator.core.dispatcher import dispatch_plan, wait_job
+    from orchestrator.core.planner import analyze_goal, plan_goal
+    from orchestrator.core.session import Session
 
     with Session(settings) as session:
-        plan = plan_goal(analyze_goal(str(tree)), settings, session.app.victor.registry)
+        plan = plan_goal(analyze_goal(str(tree)), settings, runtime_of(session.app).registry)
         started = time.perf_counter()
         job = wait_job(dispatch_plan(session.app, plan), timeout_s=600)
         elapsed = time.perf_counter() - started
@@ -196,7 +196,7 @@ _CHILD = """
 import json, sys, time
 from pathlib import Path
 from orchestrator.bench.cache import _analyze_once
-from workers.settings import Settings
+from workers.core.settings import Settings
 settings = Settings(allowed_roots=[sys.argv[1]])
 elapsed, report = _analyze_once(settings, Path(sys.argv[1]))
 print(json.dumps({"job_s": elapsed, "files": report["totals"]["files"]}))

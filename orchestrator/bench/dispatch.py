@@ -15,11 +15,11 @@ from celery import group
 
 from orchestrator.bench.environment import bench_redis
 from orchestrator.bench.stats import summary
-from orchestrator.dispatcher import dispatch_plan, release, wait_job
-from orchestrator.plan import GoalSpec, StepSpec
-from orchestrator.planner import plan_goal
-from orchestrator.session import Session
-from workers.factory import runtime_of
+from orchestrator.core.dispatcher import dispatch_plan, release, wait_job
+from orchestrator.core.plan import GoalSpec, StepSpec
+from orchestrator.core.planner import plan_goal
+from orchestrator.core.session import Session
+from workers.runtime import runtime_of
 
 SIZES = {"tiny": (100, 300, 1), "default": (1000, 10_000, 3), "full": (3000, 10_000, 5)}
 

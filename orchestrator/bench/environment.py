@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import redis
 
 from orchestrator.harness import RedisServer, WorkerProcess
-from workers.settings import Settings
+from workers.core.settings import Settings
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Any
 
 from orchestrator.bench.environment import bench_redis
 from orchestrator.bench.stats import summary
+from workers.runtime import runtime_of
 
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {"tasks": 100, "rounds": 1, "loops": 20_000},
@@ -37,7 +38,7 @@ def hot_path(loops: int) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
     from prometheus_client import Counter as PromCounter
 
-    from workers.metrics import MetricsRegistry
+    from workers.telemetry.registry import MetricsRegistry
 
     registry = MetricsRegistry()
     counter = registry.create_counter("bench_hits", "hits")
@@ -65,9 +66,9 @@ def hot_path(loops: int) -> dict[str, Any]:
 
 def reporter_cost(loops: int) -> dict[str, Any]:
     """The reporter's work per task (prerun + postrun handlers' bodies), in microseconds."""
-    from workers.metrics_store import MemoryMetricsStore
-    from workers.reporting import Reporter
-    from workers.settings import Settings
+    from workers.core.settings import Settings
+    from workers.telemetry.reporter import Reporter
+    from workers.telemetry.store import MemoryMetricsStore
 
     reporter = Reporter(
         Settings(key_prefix="vbenchrep", metrics_flush_interval_s=60), MemoryMetricsStore()
@@ -97,14 +98,14 @@ def reporter_cost(loops: int) -> dict[str, Any]:
 
 
 def _throughput(settings: Any, tasks: int) -> float:
-    from orchestrator.dispatcher import dispatch_plan, wait_job
-    from orchestrator.plan import GoalSpec, StepSpec
-    from orchestrator.planner import plan_goal
-    from orchestrator.session import Session
+    from orchestrator.core.dispatcher import dispatch_plan, wait_job
+    from orchestrator.core.plan import GoalSpec, StepSpec
+    from orchestrator.core.planner import plan_goal
+    from orchestrator.core.session import Session
 
     goal = GoalSpec(steps=[StepSpec(skill="noop", items=[{"value": i} for i in range(tasks)])])
     with Session(settings) as session:
-        plan = plan_goal(goal, settings, session.app.victor.registry)
+        plan = plan_goal(goal, settings, runtime_of(session.app).registry)
         started = time.perf_counter()
         job = wait_job(dispatch_plan(session.app, plan), timeout_s=600, poll_s=0.01)
         elapsed = time.perf_counter() - started

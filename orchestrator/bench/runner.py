@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.bench import GROUPS, SIZES
-from workers.errors import ConfigError
+from workers.core.errors import ConfigError
 
 
 def list_groups() -> list[str]:

@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 from orchestrator.bench.stats import percentile, summary
-from workers.factory import Runtime
-from workers.settings import Settings
+from workers.core.settings import Settings
+from workers.runtime import Runtime
 from workers.skills.registry import load_registry
 
 ITERATIONS = {"tiny": 5, "default": 100, "full": 300}

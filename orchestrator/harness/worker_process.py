@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import redis
 
-from workers.keys import Keys
+from workers.core.keys import Keys
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout (worker cwd)
 

@@ -14,7 +14,7 @@ import typer
 import yaml
 
 from orchestrator.cli import app as victor_app
-from workers.settings import Settings
+from workers.core.settings import Settings
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose"
 SERVICES = {"redis", "api", "worker", "beat", "flower", "prometheus", "grafana"}
@@ -188,10 +188,10 @@ def test_dashboard_metrics_are_served_by_the_api(redis_settings, worker_factory)
     """Run a job on a real worker, scrape the API's /metrics: every dashboard series is there."""
     import time
 
-    from orchestrator.dispatcher import dispatch_plan, wait_job
-    from orchestrator.plan import GoalSpec, StepSpec
-    from orchestrator.planner import plan_goal
-    from orchestrator.session import Session
+    from orchestrator.core.dispatcher import dispatch_plan, wait_job
+    from orchestrator.core.plan import GoalSpec, StepSpec
+    from orchestrator.core.planner import plan_goal
+    from orchestrator.core.session import Session
     from tests.orchestrator.api.conftest import serve
 
     settings = redis_settings(api_public_metrics=True, chunk_size=1)

@@ -6,10 +6,10 @@ from collections import Counter
 
 import pytest
 
-from orchestrator.dispatcher import dispatch_plan, wait_job
-from orchestrator.plan import GoalSpec, ReduceSpec, StepSpec
-from orchestrator.planner import plan_goal
-from orchestrator.session import Session
+from orchestrator.core.dispatcher import dispatch_plan, wait_job
+from orchestrator.core.plan import GoalSpec, ReduceSpec, StepSpec
+from orchestrator.core.planner import plan_goal
+from orchestrator.core.session import Session
 
 pytestmark = [pytest.mark.redis, pytest.mark.integration]
 

@@ -7,12 +7,12 @@ import time
 import pytest
 import redis
 
-from orchestrator.dispatcher import dispatch_plan, release
-from orchestrator.plan import GoalSpec, ReduceSpec, StepSpec
-from orchestrator.planner import plan_goal
-from orchestrator.session import Session
-from workers.keys import Keys
-from workers.memory import memories_for
+from orchestrator.core.dispatcher import dispatch_plan, release
+from orchestrator.core.plan import GoalSpec, ReduceSpec, StepSpec
+from orchestrator.core.planner import plan_goal
+from orchestrator.core.session import Session
+from workers.core.keys import Keys
+from workers.maintenance.episodes import memories_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.integration]
 

@@ -16,15 +16,15 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator.dispatcher import dispatch_plan, wait_job
+from orchestrator.core.dispatcher import dispatch_plan, wait_job
+from orchestrator.core.plan import GoalSpec, StepSpec
+from orchestrator.core.planner import plan_goal
+from orchestrator.core.session import Session
 from orchestrator.harness import free_port
-from orchestrator.plan import GoalSpec, StepSpec
-from orchestrator.planner import plan_goal
-from orchestrator.session import Session
 from tests.conftest import ROOT, settings_env
-from workers.fleet_metrics import get_metrics, prometheus_text
-from workers.memory import consolidate_memories, memories_for
-from workers.settings import Settings
+from workers.core.settings import Settings
+from workers.maintenance.episodes import consolidate_memories, memories_for
+from workers.telemetry.fleet import get_metrics, prometheus_text
 
 pytestmark = [pytest.mark.redis, pytest.mark.integration]
 
@@ -200,7 +200,7 @@ def test_with_metrics_disabled_workers_write_no_metrics(
 
 
 def test_queue_depth_and_the_oldest_message_age_come_from_the_broker(redis_settings) -> None:
-    from workers.factory import create_app
+    from workers.celery_app.factory import create_app
 
     settings = redis_settings()
     app = create_app(settings)
@@ -217,7 +217,7 @@ def test_queue_depth_and_the_oldest_message_age_come_from_the_broker(redis_setti
 
 
 def test_queue_depth_counts_the_tasks_workers_hold(redis_settings, worker_factory) -> None:
-    from workers.factory import create_app
+    from workers.celery_app.factory import create_app
 
     settings = redis_settings(metrics_flush_interval_s=0.1, worker_prefetch_multiplier=2)
     worker_factory(settings, concurrency=1)

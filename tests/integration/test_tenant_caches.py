@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import redis
 
-from orchestrator.dispatcher import dispatch_plan, wait_job
-from orchestrator.plan import GoalSpec, StepSpec
-from orchestrator.planner import plan_goal
-from orchestrator.session import Session
+from orchestrator.core.dispatcher import dispatch_plan, wait_job
+from orchestrator.core.plan import GoalSpec, StepSpec
+from orchestrator.core.planner import plan_goal
+from orchestrator.core.session import Session
 
 pytestmark = [pytest.mark.redis, pytest.mark.integration]
 

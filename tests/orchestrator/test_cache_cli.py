@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from workers.cache import MISSING, CacheManager
-from workers.settings import Settings
+from workers.core.settings import Settings
 
 pytestmark = [pytest.mark.redis]
 

@@ -15,8 +15,8 @@ import pytest
 
 from orchestrator.harness import WorkerProcess
 from tests.conftest import settings_env
-from workers.factory import create_app
-from workers.settings import Settings
+from workers.celery_app.factory import create_app
+from workers.core.settings import Settings
 
 SHIPPED = {"read_file", "analyze_code", "search_code", "report", "noop", "sleep", "select_tools"}
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from orchestrator.dispatcher import dispatch_plan, wait_job
-from orchestrator.plan import GoalSpec, ReduceSpec, StepSpec
-from orchestrator.planner import analyze_goal, plan_goal
-from orchestrator.session import Session
+from orchestrator.core.dispatcher import dispatch_plan, wait_job
+from orchestrator.core.plan import GoalSpec, ReduceSpec, StepSpec
+from orchestrator.core.planner import analyze_goal, plan_goal
+from orchestrator.core.session import Session
 from tasks.analyze import analyze_text
+from workers.core.settings import Mode, Settings
 from workers.ledger import JobRecord
-from workers.settings import Mode, Settings
 
 NO_BROKER = {"redis_url": None, "broker_url": None, "result_backend_url": None, "cache_url": None}
 

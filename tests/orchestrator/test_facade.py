@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.facade import Orchestrator
+from orchestrator.core.facade import Orchestrator
 from workers.cache import cache_manager
-from workers.cache.memory import MISSING
-from workers.settings import Settings
+from workers.cache.lru import MISSING
+from workers.core.settings import Settings
 
 
 def _orchestrator(embedded_settings: Callable[..., Settings]) -> Orchestrator:

@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 from celery import Celery, chain, chord, group
 
-from orchestrator.dispatcher import _canvas, dispatch_plan, wait_job
-from orchestrator.plan import GoalSpec, ReduceSpec, StepSpec
-from orchestrator.planner import analyze_goal, expand_paths, goal_from_text, plan_goal
-from workers.errors import AccessDeniedError, PlanError, UnknownSkillError
-from workers.factory import BATCH_TASK, create_app
-from workers.settings import Settings
+from orchestrator.core.dispatcher import _canvas, dispatch_plan, wait_job
+from orchestrator.core.plan import GoalSpec, ReduceSpec, StepSpec
+from orchestrator.core.planner import analyze_goal, expand_paths, goal_from_text, plan_goal
+from workers.celery_app.factory import create_app
+from workers.core.errors import AccessDeniedError, PlanError, UnknownSkillError
+from workers.core.names import BATCH_TASK
+from workers.core.settings import Settings
 from workers.skills import SkillRegistry, load_registry
 
 

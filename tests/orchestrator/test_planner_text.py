@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.planner import goal_from_text
-from workers.errors import AccessDeniedError
+from orchestrator.core.planner import goal_from_text
+from workers.core.errors import AccessDeniedError
 from workers.skills import load_registry
 
 

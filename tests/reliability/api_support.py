@@ -16,10 +16,10 @@ import httpx
 import redis
 
 from orchestrator.bench.stats import percentile
-from workers.errors import JobNotFoundError
-from workers.keys import Keys
+from workers.core.errors import JobNotFoundError
+from workers.core.keys import Keys
+from workers.core.settings import Settings
 from workers.ledger import TERMINAL
-from workers.settings import Settings
 
 # Every API scenario raises the per-key rate limit out of the way (C6 tests it on its own).
 API_OVERRIDES: dict[str, Any] = {"api_rate_limit": 10_000_000}

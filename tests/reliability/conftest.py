@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from orchestrator.dispatcher import JobHandle, dispatch_plan, release
-from orchestrator.plan import GoalSpec, ReduceSpec, StepSpec
-from orchestrator.planner import plan_goal
+from orchestrator.core.dispatcher import JobHandle, dispatch_plan, release
+from orchestrator.core.plan import GoalSpec, ReduceSpec, StepSpec
+from orchestrator.core.planner import plan_goal
 from tests.orchestrator.api.conftest import live_api  # noqa: F401 - API scenarios' servers
-from workers.factory import create_app
+from workers.celery_app.factory import create_app
+from workers.core.settings import Settings
 from workers.ledger import TERMINAL, JobRecord
-from workers.settings import Settings
 
 SOAK = bool(os.environ.get("VICTOR_SOAK"))
 

@@ -7,7 +7,7 @@ the A2 test can see a lost task; ``check_config`` refuses it everywhere else.
 
 from __future__ import annotations
 
-from workers.factory import create_app
+from workers.celery_app.factory import create_app
 
 app = create_app()
 app.conf.task_reject_on_worker_lost = False

@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.harness.audit import audit
 from tests.reliability.conftest import items, size
-from workers.reconciler import reconcile_once
+from workers.maintenance.reconciler import reconcile_once
 
 pytestmark = [pytest.mark.redis, pytest.mark.integration]
 

@@ -128,13 +128,13 @@ def test_a7_api_full_size(scenario_factory, worker_factory, live_api, tmp_path) 
 
 
 def test_a_channel_closed_after_its_transport_was_released_raises_a_connection_error() -> None:
-    """The kombu guard (workers/kombu_patches.py) that keeps a worker alive through A7."""
+    """The kombu guard (workers/celery_app/kombu_patches.py) that keeps a worker alive through A7."""
     from types import SimpleNamespace
 
     from kombu.transport import redis as transport
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from workers import kombu_patches
+    from workers.celery_app import kombu_patches
 
     kombu_patches.install()
     assert getattr(transport.Channel._connparams, "victor_guard", False)

@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.harness import RedisServer
 from orchestrator.harness.audit import assert_reconnected, audit
-from workers.errors import BackendUnavailableError
+from workers.core.errors import BackendUnavailableError
 
 pytestmark = [pytest.mark.redis, pytest.mark.integration]
 

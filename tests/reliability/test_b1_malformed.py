@@ -18,7 +18,7 @@ import redis
 from orchestrator.harness.audit import AuditResult
 from tests.reliability.api_support import API_OVERRIDES, Answer, ledger_jobs, post, status_counts
 from tests.reliability.conftest import size
-from workers.keys import Keys
+from workers.core.keys import Keys
 
 pytestmark = [pytest.mark.redis]
 

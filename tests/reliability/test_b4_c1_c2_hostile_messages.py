@@ -19,7 +19,7 @@ import pytest
 import redis
 from celery.exceptions import SecurityError
 
-from workers.keys import Keys
+from workers.core.keys import Keys
 
 pytestmark = [pytest.mark.redis, pytest.mark.integration]
 

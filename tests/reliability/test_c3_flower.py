@@ -1,7 +1,7 @@
 """C3: Flower as we configure it: every route Flower defines (taken from flower.urls, not a hand
 list) answers 401 without credentials, none sends ``Access-Control-Allow-Origin: *``, and it
 listens on loopback unless told otherwise, both as ``victor flower`` and as plain
-``celery -A workers flower`` (whose safe defaults come from workers/flower_defaults.py).
+``celery -A workers flower`` (whose safe defaults come from workers/celery_app/flower_defaults.py).
 
 tests/orchestrator/api/test_flower.py covers the credentials themselves (wrong password,
 listing our workers, ``victor flower`` refusing to start without them).
@@ -22,7 +22,7 @@ from orchestrator.harness import free_port
 from orchestrator.harness.audit import AuditResult
 from tests.conftest import settings_env
 from tests.orchestrator.api.test_flower import VICTOR, processes, start, wait_listening
-from workers.flower_defaults import running_celery_flower
+from workers.celery_app.flower_defaults import running_celery_flower
 
 pytestmark = [pytest.mark.redis, pytest.mark.integration]
 

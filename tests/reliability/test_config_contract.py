@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from workers.errors import ConfigError
-from workers.factory import RECONCILE_TASK, check_config, create_app
-from workers.keys import Keys
+from workers.celery_app.factory import check_config, create_app
+from workers.core.errors import ConfigError
+from workers.core.keys import Keys
+from workers.core.names import RECONCILE_TASK
 
 pytestmark = [pytest.mark.redis]
 

@@ -11,7 +11,7 @@ import redis
 from orchestrator.harness.audit import AuditResult
 from tests.reliability.conftest import size
 from tests.reliability.raw_app import make_app
-from workers.keys import Keys
+from workers.core.keys import Keys
 
 pytestmark = [pytest.mark.redis, pytest.mark.integration]
 
@@ -34,9 +34,9 @@ def _d1(scenario_factory, worker_factory, key_prefix: str, n: int, name: str) ->
     scenario = scenario_factory(chunk_size=1)
     settings = scenario.settings
     client = redis.Redis.from_url(settings.redis_url or "")
-    from orchestrator.dispatcher import dispatch_plan
-    from orchestrator.plan import GoalSpec, StepSpec
-    from orchestrator.planner import plan_goal
+    from orchestrator.core.dispatcher import dispatch_plan
+    from orchestrator.core.plan import GoalSpec, StepSpec
+    from orchestrator.core.planner import plan_goal
 
     goal = GoalSpec(
         name="d1", steps=[StepSpec(skill="noop", items=[{"value": i} for i in range(n)])]

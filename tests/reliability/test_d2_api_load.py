@@ -33,9 +33,9 @@ from tests.reliability.api_support import (
     wait_jobs,
 )
 from tests.reliability.conftest import size
-from workers.keys import Keys
-from workers.redis_client import redis_client
-from workers.settings import Settings
+from workers.core.keys import Keys
+from workers.core.redis_client import redis_client
+from workers.core.settings import Settings
 
 pytestmark = [pytest.mark.redis, pytest.mark.integration]
 

@@ -8,8 +8,8 @@ import redis
 
 from orchestrator.harness.audit import audit
 from tests.reliability.conftest import items
-from workers.keys import Keys
-from workers.reconciler import reconcile_once
+from workers.core.keys import Keys
+from workers.maintenance.reconciler import reconcile_once
 
 pytestmark = [pytest.mark.redis, pytest.mark.integration]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from workers.settings import Settings
+from workers.core.settings import Settings
 from workers.skills.spec import SkillContext
 
 

@@ -15,7 +15,7 @@ from radon.visitors import Function
 
 from tasks.analyze import analyze_code, analyze_text
 from tasks.catalog import AnalyzeCodeInput
-from workers.errors import AccessDeniedError
+from workers.core.errors import AccessDeniedError
 from workers.skills.spec import SkillContext
 
 SAMPLE = '''\

@@ -10,11 +10,11 @@ import pytest
 
 from tasks.catalog import ReadFileInput
 from tasks.files import read_file
-from tasks.paths import confine
-from workers.errors import AccessDeniedError, SkillInputError
-from workers.executor import SkillExecutor
-from workers.settings import Settings
+from workers.core.errors import AccessDeniedError, SkillInputError
+from workers.core.paths import confine
+from workers.core.settings import Settings
 from workers.skills import load_registry
+from workers.skills.executor import SkillExecutor
 from workers.skills.spec import SkillContext
 
 

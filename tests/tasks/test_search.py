@@ -8,7 +8,7 @@ import pytest
 
 from tasks.catalog import SearchCodeInput
 from tasks.search import search_code
-from workers.errors import AccessDeniedError, SkillInputError
+from workers.core.errors import AccessDeniedError, SkillInputError
 from workers.skills.spec import SkillContext
 
 SOURCE = """\

@@ -14,8 +14,8 @@ from typing import Any
 import redis
 
 from workers.cache import cache_manager
-from workers.cache.memory import MISSING
-from workers.settings import load_settings
+from workers.cache.lru import MISSING
+from workers.core.settings import load_settings
 
 
 def _reply(payload: dict[str, Any]) -> None:

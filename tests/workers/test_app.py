@@ -15,10 +15,11 @@ import redis
 from celery import Celery
 
 from tests.conftest import ROOT
-from workers.errors import ConfigError
-from workers.factory import BATCH_TASK, DEFAULT_QUEUE, REDUCE_TASK, celery_config, check_config
-from workers.factory import create_app as build_app
-from workers.settings import Settings
+from workers.celery_app.factory import celery_config, check_config
+from workers.celery_app.factory import create_app as build_app
+from workers.core.errors import ConfigError
+from workers.core.names import BATCH_TASK, DEFAULT_QUEUE, REDUCE_TASK
+from workers.core.settings import Settings
 from workers.skills import load_registry
 
 
@@ -221,7 +222,7 @@ def test_importing_workers_does_not_import_celery() -> None:
         import json, sys
         import workers
         print(json.dumps({"celery": "celery" in sys.modules,
-                          "app_module": "workers.factory" in sys.modules}))
+                          "app_module": "workers.celery_app.factory" in sys.modules}))
         """
     )
     assert found == {"celery": False, "app_module": False}
@@ -234,7 +235,7 @@ def test_celery_finds_the_app_on_first_access() -> None:
         from celery import Celery
         from celery.app.utils import find_app
         import workers
-        before = "workers.factory" in sys.modules
+        before = "workers.celery_app.factory" in sys.modules
         app = find_app("workers")
         print(json.dumps({"before": before, "is_celery": isinstance(app, Celery),
                           "runtime": hasattr(app, "victor"), "same": workers.celery is app,
@@ -252,7 +253,7 @@ def test_workers_app_is_the_celery_app_after_the_factory_module_was_imported() -
         import json
         from celery import Celery
         from celery.app.utils import find_app
-        import workers.factory
+        import workers.celery_app.factory
         from workers import app
         found = find_app("workers")
         print(json.dumps({"is_celery": isinstance(found, Celery),

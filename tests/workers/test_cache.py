@@ -15,8 +15,8 @@ from workers.cache import MISSING, CacheManager, LRUStore, MemoryBackend, RedisB
 from workers.cache.envelope import Signer, seal, unseal
 from workers.cache.keying import canonical, digest, tenant_scope
 from workers.cache.sqlite import SqliteBackend
-from workers.factory import Runtime
-from workers.settings import Settings
+from workers.core.settings import Settings
+from workers.runtime import Runtime
 from workers.skills.registry import load_registry
 
 

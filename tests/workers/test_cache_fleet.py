@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 import redis
 
-from orchestrator.dispatcher import dispatch_plan, wait_job
+from orchestrator.core.dispatcher import dispatch_plan, wait_job
+from orchestrator.core.plan import GoalSpec, StepSpec
+from orchestrator.core.planner import plan_goal
+from orchestrator.core.session import Session
 from orchestrator.harness import RedisServer
-from orchestrator.plan import GoalSpec, StepSpec
-from orchestrator.planner import plan_goal
-from orchestrator.session import Session
 from tests.conftest import ROOT, settings_env
 from workers.cache import CacheManager, get_cache_stats, invalidate_cache
-from workers.settings import Settings
+from workers.core.settings import Settings
 
 pytestmark = [pytest.mark.redis]
 

@@ -17,8 +17,8 @@ from tests.conftest import ROOT
 from workers.cache import MISSING, CacheManager, RedisBackend
 from workers.cache.manager import l2_backend
 from workers.cache.sqlite import FILE_NAME, SqliteBackend, sqlite_path
-from workers.errors import ConfigError
-from workers.settings import Settings
+from workers.core.errors import ConfigError
+from workers.core.settings import Settings
 
 VICTOR = str(Path(sys.executable).with_name("victor"))
 

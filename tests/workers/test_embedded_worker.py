@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.session import Session
+from orchestrator.core.session import Session
 
 
 def test_results_can_be_waited_on_while_and_after_the_embedded_worker_runs(

@@ -8,18 +8,20 @@ from collections.abc import Callable
 
 import pytest
 
-from workers.memory import (
+from workers.core.settings import Settings
+from workers.maintenance.episodes import (
     EpisodicMemory,
     SemanticMemory,
-    check_process_memory,
     consolidate_memories,
-    memory_state,
     record_episode,
+)
+from workers.telemetry.process import (
+    check_process_memory,
+    memory_state,
     use_current_rss_for_recycling,
 )
-from workers.metrics_store import MemoryMetricsStore
-from workers.reporting import Reporter
-from workers.settings import Settings
+from workers.telemetry.reporter import Reporter
+from workers.telemetry.store import MemoryMetricsStore
 
 
 @pytest.fixture(params=["embedded", pytest.param("redis", marks=pytest.mark.redis)])
@@ -113,7 +115,7 @@ def test_consolidation_turns_finished_jobs_into_per_skill_facts(
     assert facts["latency_p99_ms"] == pytest.approx(40, rel=0.3)
     assert "rss_growth_kb_per_task" in facts
     assert SemanticMemory(settings).facts  # readable by the planner and the tuner
-    from workers.memory import memories_for
+    from workers.maintenance.episodes import memories_for
 
     _, semantic = memories_for(settings)
     assert semantic.facts("sleep")["sleep"]["tasks"] == 12
@@ -140,7 +142,7 @@ def test_a_process_warns_once_per_crossing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = embedded_settings(memory_limit_mb=100, memory_warning_threshold=0.8)
-    with caplog.at_level("WARNING", logger="workers.memory"):
+    with caplog.at_level("WARNING", logger="workers.maintenance.episodes"):
         for rss in (10, 85, 90, 95, 10, 85):
             check_process_memory(settings, rss)
     assert [r.event for r in caplog.records if hasattr(r, "event")] == ["memory_warning"] * 2
@@ -149,7 +151,7 @@ def test_a_process_warns_once_per_crossing(
 def test_recycling_reads_the_current_rss_not_the_peak() -> None:
     import billiard.pool
 
-    from workers.reporting import current_rss_kb
+    from workers.telemetry.process import current_rss_kb
 
     original = billiard.pool.mem_rss
     try:

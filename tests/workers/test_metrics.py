@@ -7,13 +7,9 @@ import threading
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from workers.errors import ConfigError
-from workers.metrics import (
-    MetricsRegistry,
-    bucket_value_ms,
-    histogram_percentile,
-    latency_bucket,
-)
+from workers.core.errors import ConfigError
+from workers.telemetry.histograms import bucket_value_ms, histogram_percentile, latency_bucket
+from workers.telemetry.registry import MetricsRegistry
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.profile_cli import profile_call
+from orchestrator.cli.profile import profile_call
 
 
 def _busy() -> int:

@@ -7,12 +7,13 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from workers.factory import create_app
-from workers.fleet_metrics import get_metrics, metrics_registry
-from workers.keys import Keys
-from workers.metrics_store import MemoryMetricsStore
-from workers.reporting import Reporter, reporter_of, skill_of
-from workers.settings import Settings
+from workers.celery_app.factory import create_app
+from workers.celery_app.signals import reporter_of
+from workers.core.keys import Keys
+from workers.core.settings import Settings
+from workers.telemetry.fleet import get_metrics, metrics_registry
+from workers.telemetry.reporter import Reporter, skill_of
+from workers.telemetry.store import MemoryMetricsStore
 
 
 @pytest.fixture
@@ -171,7 +172,7 @@ def test_metrics_enabled_off_installs_no_reporter(
 
 
 def test_windows_must_fit_the_retention(embedded_settings: Callable[..., Settings]) -> None:
-    from workers.errors import ConfigError
+    from workers.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="metrics_window_s"):
         embedded_settings(metrics_window_s=1000, metrics_retention_s=900)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from workers.monitoring import Monitor, Observation, observations, step
-from workers.settings import Settings
+from workers.core.settings import Settings
+from workers.telemetry.alerts import Monitor, Observation, observations, step
 
 LATENCY = "avg_latency:fleet"
 
@@ -118,7 +118,7 @@ def test_monitor_logs_and_posts_one_alert_then_one_resolved(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monitor = Monitor(embedded_settings(alert_debounce_s=0, alert_webhook_url=webhook))
-    with caplog.at_level("INFO", logger="workers.monitoring"):
+    with caplog.at_level("INFO", logger="workers.telemetry.alerts"):
         for now, latency in enumerate([2500.0, 2600.0, 2700.0, 100.0, 100.0]):
             monitor.check(_metrics(latency), now=float(now))
     assert [event["event"] for event in _Hook.received] == ["alert", "resolved"]
@@ -140,9 +140,8 @@ def test_distributed_monitors_share_state_so_two_evaluators_fire_once(
 
 
 def test_the_beat_schedule_follows_the_settings(embedded_settings) -> None:
-    from workers.memory import CLEAR_EPISODES_TASK, CONSOLIDATE_TASK
-    from workers.monitoring import MONITOR_TASK
-    from workers.schedule import beat_schedule
+    from workers.core.names import CLEAR_EPISODES_TASK, CONSOLIDATE_TASK, MONITOR_TASK
+    from workers.maintenance.schedule import beat_schedule
 
     schedule = beat_schedule(
         embedded_settings(
@@ -159,7 +158,7 @@ def test_the_beat_schedule_follows_the_settings(embedded_settings) -> None:
 
 
 def test_the_app_carries_the_schedule_and_an_in_memory_scheduler(embedded_settings) -> None:
-    from workers.factory import create_app
+    from workers.celery_app.factory import create_app
 
     app = create_app(embedded_settings(monitor_interval_s=3))
     assert app.conf.beat_scheduler == "celery.beat:Scheduler"

@@ -17,11 +17,11 @@ from pydantic import BaseModel
 
 from orchestrator.harness import WorkerProcess
 from tests.conftest import ROOT, settings_env
-from workers.errors import MissingExtraError, SkillError, UnknownSkillError
-from workers.executor import SkillExecutor
-from workers.factory import create_app
-from workers.settings import Settings
+from workers.celery_app.factory import create_app
+from workers.core.errors import MissingExtraError, SkillError, UnknownSkillError
+from workers.core.settings import Settings
 from workers.skills import SkillRegistry, SkillSpec, load_registry
+from workers.skills.executor import SkillExecutor
 from workers.skills.spec import SkillContext
 
 SHIPPED = {"read_file", "analyze_code", "search_code", "report", "noop", "sleep", "select_tools"}
@@ -140,8 +140,8 @@ def test_building_the_celery_app_imports_no_implementation() -> None:
     output = run_python(
         """
         import json, sys
-        from workers.factory import create_app
-        from workers.settings import Settings
+        from workers.celery_app.factory import create_app
+        from workers.core.settings import Settings
         app = create_app(Settings())
         app.finalize()
         print(json.dumps({"tasks": sorted(app.tasks),

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from workers.errors import ConfigError
-from workers.settings import PROFILES, Mode, Settings
+from workers.core.errors import ConfigError
+from workers.core.settings import PROFILES, Mode, Settings
 
 # Every setting of the performance guide (DESIGN.md's table) with the guide's default.
 GUIDE_DEFAULTS: dict[str, Any] = {

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.cache.manager import CacheManager, cache_manager, latest_manager
-from workers.settings import Settings, load_settings
+from workers.cache.manager import CacheManager
+from workers.cache.managers import cache_manager, latest_manager
+from workers.core.settings import Settings, load_settings
 
 
 def _manager(settings: Settings | None) -> CacheManager:

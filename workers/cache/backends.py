@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import redis
 
-from workers.errors import BackendUnavailableError
-from workers.redis_client import redis_client
+from workers.core.errors import BackendUnavailableError
+from workers.core.redis_client import redis_client
 
 Handler = Callable[[bytes], None]
 

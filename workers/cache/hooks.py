@@ -10,8 +10,10 @@ from pydantic import BaseModel
 
 from workers.cache.backends import forks
 from workers.cache.keying import file_fingerprint, safe_tenant, scoped_tenant
-from workers.cache.manager import CacheManager, cache_manager
-from workers.settings import Settings
+from workers.cache.manager import CacheManager
+from workers.cache.managers import cache_manager
+from workers.core.names import TENANT_HEADER
+from workers.core.settings import Settings
 from workers.skills.spec import SkillSpec
 
 
@@ -47,9 +49,6 @@ def skill_environment(settings: Settings) -> dict[str, Any]:
         "provider": settings.provider,
         "model": settings.model,
     }
-
-
-TENANT_HEADER = "victor_tenant"
 
 
 def task_tenant() -> str | None:

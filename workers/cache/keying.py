@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from json.encoder import encode_basestring
 from typing import Any
 
-from workers.errors import ConfigError
+from workers.core.errors import ConfigError
 
 _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _current_tenant: ContextVar[str | None] = ContextVar("victor_cache_tenant", default=None)

@@ -1,16 +1,8 @@
-"""The cache manager: the named caches of one process, kept coherent across the fleet.
-
-One maintenance thread per manager listens for invalidations on ``Keys.cache_channel()``
-(pub/sub), applies them to this process's L1 and acknowledges them, publishes this process's
-stats to Redis (with a TTL) so fleet-wide figures include every process, and, with
-``cache_auto_invalidate``, sweeps expired L1 entries every ``cache_auto_invalidate_interval``.
-"""
+"""The cache manager: the named caches of one process on one L2, their stats and invalidation."""
 
 from __future__ import annotations
 
-import atexit
 import fnmatch
-import hashlib
 import json
 import logging
 import os
@@ -19,25 +11,22 @@ import threading
 import time
 import uuid
 import weakref
-from collections import OrderedDict
 from typing import Any
 
-from workers.cache.backends import L2Backend, MemoryBackend, RedisBackend, Subscription
+from workers.cache.backends import L2Backend, RedisBackend, Subscription
+from workers.cache.coherence import ACK_WAIT_S, STATS_TTL_S, Coherence, maintain
 from workers.cache.compact import freeze
 from workers.cache.keying import check_tenant
 from workers.cache.named import CacheConfig, Counters, NamedCache, with_rates
 from workers.cache.sqlite import FILE_NAME, SCHEME, SqliteBackend, sqlite_path
-from workers.errors import BackendUnavailableError, ConfigError
-from workers.keys import Keys
-from workers.settings import Mode, Settings
+from workers.core.errors import BackendUnavailableError, ConfigError
+from workers.core.keys import Keys
+from workers.core.settings import Mode, Settings
 
 logger = logging.getLogger(__name__)
 
 CACHE_NAMES = ("tool_selection", "response", "embedding")
 TOOL_SELECTION_NAMESPACES = ("query", "context", "rl")
-STATS_INTERVAL_S = 1.0
-STATS_TTL_S = 30
-ACK_WAIT_S = 2.0
 
 _SIZE_FIELDS = ("current_size", "max_size", "bytes", "max_bytes", "evictions", "expirations")
 
@@ -119,15 +108,14 @@ class CacheManager:
             )
             for name in CACHE_NAMES
         }
-        self._subscription: Subscription | None = None
-        self._resubscribed = False
-        self._subscribed_once_ok = True  # False while subscribing keeps failing
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
         self.closed = False
         self._start_lock = threading.Lock()
-        self.listener_errors = 0
         self.invalidations_applied = 0
+        self.coherence = Coherence(
+            l2, self.keys, self.process_id, self.caches, self.apply_invalidation, self._closed
+        )
 
     @property
     def tool_selection(self) -> NamedCache:
@@ -140,6 +128,16 @@ class CacheManager:
     @property
     def embedding(self) -> NamedCache:
         return self.caches["embedding"]
+
+    @property
+    def listener_errors(self) -> int:
+        """Failed subscribes and polls of the invalidation listener."""
+        return self.coherence.errors
+
+    @property
+    def _subscription(self) -> Subscription | None:
+        """The listener's subscription (None while cut off from the L2)."""
+        return self.coherence.subscription
 
     def cache(self, name: str) -> NamedCache:
         try:
@@ -155,9 +153,9 @@ class CacheManager:
         with self._start_lock:
             if self._thread is not None:
                 return self
-            self._subscribe()
+            self.coherence.subscribe()
             thread = threading.Thread(
-                target=_maintain,
+                target=maintain,
                 args=(weakref.ref(self), self._closed),
                 name=f"victor-cache-{self.keys.prefix}",
                 daemon=True,
@@ -174,51 +172,9 @@ class CacheManager:
         if thread is not None and thread is not threading.current_thread():
             thread.join(2)
         self.publish_stats()
-        if self._subscription is not None:
-            self._subscription.close()
-            self._subscription = None
+        self.coherence.close()
         if self._owns_l2 and self.l2 is not None:
             self.l2.close()
-
-    def _subscribe(self) -> bool:
-        if self.l2 is None or self._subscription is not None:
-            return self._subscription is not None
-        try:
-            self._subscription = self.l2.subscribe(self.keys.cache_channel())
-        except BackendUnavailableError as exc:
-            self.listener_errors += 1
-            # Once per outage: the listener retries every back-off until the L2 returns.
-            log = logger.warning if self._subscribed_once_ok else logger.debug
-            self._subscribed_once_ok = False
-            log("%s", exc)
-            return False
-        self._subscribed_once_ok = True
-        if self._resubscribed:
-            # Invalidations sent while we were cut off are lost: drop what L1 may hold stale.
-            for cache in self.caches.values():
-                cache.l1.clear()
-        self._resubscribed = True
-        return True
-
-    def _listen_once(self, timeout_s: float) -> None:
-        if self.l2 is None:
-            self._closed.wait(timeout_s)
-            return
-        if self._subscription is None and not self._subscribe():
-            self._closed.wait(min(timeout_s, self.l2.retry_after_s))
-            return
-        assert self._subscription is not None
-        try:
-            message = self._subscription.poll(timeout_s)
-        except BackendUnavailableError as exc:
-            self.listener_errors += 1
-            logger.warning("%s", exc)
-            self._subscription.close()
-            self._subscription = None
-            self._closed.wait(min(timeout_s, self.l2.retry_after_s))
-            return
-        if message is not None:
-            self.handle_message(message)
 
     # --- invalidation ------------------------------------------------------------------
     def _match(self, cache_type: str | None, pattern: str, tenant: str | None) -> str:
@@ -274,7 +230,7 @@ class CacheManager:
         }
         try:
             result["l2_removed"] = self.l2.delete_matching(match)
-            result.update(self._broadcast(message, wait_s))
+            result.update(self.coherence.broadcast(message, wait_s))
         except BackendUnavailableError as exc:
             result["l2"] = "down"
             result["error"] = str(exc)
@@ -293,7 +249,7 @@ class CacheManager:
         if broadcast and self.l2 is not None:
             message = {"op": "clear_expired", "id": uuid.uuid4().hex, "origin": self.process_id}
             try:
-                result.update(self._broadcast(message, wait_s))
+                result.update(self.coherence.broadcast(message, wait_s))
             except BackendUnavailableError as exc:
                 result["error"] = str(exc)
         return result
@@ -308,40 +264,9 @@ class CacheManager:
             logger.warning("%s", exc)
             return 0
 
-    def _broadcast(self, message: dict[str, Any], wait_s: float) -> dict[str, int]:
-        assert self.l2 is not None
-        notified = self.l2.publish(self.keys.cache_channel(), json.dumps(message).encode())
-        if self._subscription is not None:
-            notified = max(0, notified - 1)  # this process applied it already, and stays quiet
-        acknowledged = 0
-        if notified and wait_s > 0:
-            acknowledged = self.l2.wait_acks(self.keys.cache_ack(message["id"]), notified, wait_s)
-        return {"processes_notified": notified, "processes_acknowledged": acknowledged}
-
     def handle_message(self, raw: bytes) -> None:
         """Apply one broadcast from the channel, then acknowledge it."""
-        try:
-            message = json.loads(raw)
-            op = message["op"]
-            ident = str(message["id"])
-        except (ValueError, KeyError, TypeError):
-            logger.warning("ignored a malformed cache broadcast: %r", raw[:200])
-            return
-        if message.get("origin") == self.process_id:
-            return
-        if op == "invalidate":
-            caches = [str(name) for name in message.get("caches", [])]
-            match = str(message.get("match", ""))
-            if match.startswith(f"{self.keys.prefix}:"):
-                self.apply_invalidation(caches, match)
-        elif op == "clear_expired":
-            for cache in self.caches.values():
-                cache.clear_expired()
-        if self.l2 is not None:
-            try:
-                self.l2.push_ack(self.keys.cache_ack(ident), STATS_TTL_S)
-            except BackendUnavailableError as exc:
-                logger.warning("%s", exc)
+        self.coherence.handle_message(raw)
 
     # --- stats -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -432,91 +357,3 @@ def _sum_caches(reports: Any) -> dict[str, Any]:
     for name in numeric:
         summed.setdefault(name, 0)
     return with_rates(summed)
-
-
-def _maintain(ref: weakref.ReferenceType[CacheManager], closed: threading.Event) -> None:
-    """The maintenance loop; ends when the manager is closed or collected."""
-    next_sweep = 0.0
-    next_stats = 0.0
-    while not closed.is_set():
-        manager = ref()
-        if manager is None:
-            return
-        try:
-            manager._listen_once(0.2)
-            now = time.monotonic()
-            settings = manager.settings
-            if settings.cache_auto_invalidate:
-                if next_sweep == 0.0:
-                    next_sweep = now + settings.cache_auto_invalidate_interval
-                elif now >= next_sweep:
-                    for cache in manager.caches.values():
-                        cache.clear_expired()
-                    manager.sweep_l2()
-                    next_sweep = now + settings.cache_auto_invalidate_interval
-            if now >= next_stats and any(c.changed for c in manager.caches.values()):
-                manager.publish_stats()
-                next_stats = now + STATS_INTERVAL_S
-        except Exception:  # the loop must outlive any one bad tick
-            logger.exception("cache maintenance tick failed")
-            closed.wait(1.0)
-        finally:
-            del manager
-
-
-MAX_MANAGERS = 16
-_managers: OrderedDict[tuple[int, str], CacheManager] = OrderedDict()
-_managers_lock = threading.Lock()
-
-
-def settings_fingerprint(settings: Settings) -> str:
-    """Equal settings (secrets included) give equal fingerprints."""
-    values = settings.model_dump(mode="json")
-    values["cache_hmac_key"] = settings.cache_hmac_key.get_secret_value()
-    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def cache_manager(settings: Settings) -> CacheManager:
-    """This process's started manager for these settings: equal settings share one.
-
-    So two sessions of one process (two analyses in a row) share the L1. A process that forks
-    gets its own. At most ``MAX_MANAGERS`` are kept; the oldest is closed beyond that.
-    """
-    key = (os.getpid(), settings_fingerprint(settings))
-    evicted: list[CacheManager] = []
-    with _managers_lock:
-        manager = _managers.get(key)
-        if manager is None or manager.closed:
-            manager = CacheManager(settings)
-            _managers[key] = manager
-        _managers.move_to_end(key)
-        while len(_managers) > MAX_MANAGERS:
-            evicted.append(_managers.popitem(last=False)[1])
-    for old in evicted:
-        old.close()
-    return manager.start()
-
-
-@atexit.register
-def _close_file_backed_managers() -> None:
-    """Publish the final stats of managers on a SQLite L2 (a short CLI run's figures stay
-    readable by ``victor cache stats`` for a while) and close their files."""
-    with _managers_lock:
-        mine = [m for (pid, _), m in _managers.items() if pid == os.getpid() and not m.closed]
-    for manager in mine:
-        if isinstance(manager.l2, SqliteBackend):
-            manager.close()
-
-
-def memory_manager(settings: Settings, backend: MemoryBackend | None = None) -> CacheManager:
-    """A manager on an in-memory L2 (tests and single-process tools)."""
-    return CacheManager(settings, backend or MemoryBackend()).start()
-
-
-def latest_manager() -> CacheManager | None:
-    """The manager most recently asked for in this process, if any."""
-    with _managers_lock:
-        for (pid, _), manager in reversed(_managers.items()):
-            if pid == os.getpid() and not manager.closed:
-                return manager
-    return None

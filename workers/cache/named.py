@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 from workers.cache.backends import L2Backend
 from workers.cache.envelope import Signer, encode, seal, unseal
 from workers.cache.keying import current_tenant, digest, scoped_tenant
-from workers.cache.memory import MISSING, LRUStore
-from workers.errors import BackendUnavailableError
-from workers.keys import Keys
+from workers.cache.lru import MISSING, LRUStore
+from workers.core.errors import BackendUnavailableError
+from workers.core.keys import Keys
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from workers.cache.backends import _Circuit, forks
-from workers.errors import BackendUnavailableError, ConfigError
+from workers.core.errors import BackendUnavailableError, ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any
 
-from workers.errors import MissingExtraError, SkillError, UnknownSkillError
+from workers.core.errors import MissingExtraError, SkillError, UnknownSkillError
+from workers.core.names import SKILLS_ENTRY_POINT_GROUP
 from workers.skills.spec import SkillSpec
 
-ENTRY_POINT_GROUP = "victor.skills"
+ENTRY_POINT_GROUP = SKILLS_ENTRY_POINT_GROUP
 
 SkillFunction = Callable[..., Any]
 

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-if TYPE_CHECKING:
-    from workers.settings import Settings
+from workers.core.names import SKILL_TASK_PREFIX
 
-TASK_PREFIX = "victor.skill."
+if TYPE_CHECKING:
+    from workers.core.settings import Settings
+
+TASK_PREFIX = SKILL_TASK_PREFIX
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse
 
 from orchestrator.api.models import Health, Readiness
 from orchestrator.api.security import ServicesDep
-from workers.errors import BackendUnavailableError
-from workers.redis_client import translated
+from workers.core.errors import BackendUnavailableError
+from workers.core.redis_client import translated
 
 router = APIRouter(tags=["health"])
 

@@ -14,7 +14,7 @@ from orchestrator.api.models import FleetMetrics
 from orchestrator.api.security import ReadPrincipal, ServicesDep, bearer, get_key_store, require
 from orchestrator.api.services import Services, get_services
 from workers.cache import get_cache_stats
-from workers.fleet_metrics import get_metrics, prometheus_text
+from workers.telemetry.fleet import get_metrics, prometheus_text
 
 router = APIRouter(tags=["metrics"])
 

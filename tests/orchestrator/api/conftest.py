@@ -15,9 +15,9 @@ import uvicorn
 from orchestrator.api.app import create_api
 from orchestrator.api.keystore import KeyStore, parse_scopes
 from orchestrator.harness import free_port
-from workers.keys import Keys
-from workers.redis_client import redis_client
-from workers.settings import Settings
+from workers.core.keys import Keys
+from workers.core.redis_client import redis_client
+from workers.core.settings import Settings
 
 
 @dataclass

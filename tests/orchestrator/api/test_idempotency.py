@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.orchestrator.api.conftest import noop_goal
-from workers.factory import create_app
+from workers.celery_app.factory import create_app
 
 pytestmark = [pytest.mark.redis]
 

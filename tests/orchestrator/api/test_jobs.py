@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.orchestrator.api.conftest import noop_goal, wait_status
-from workers.factory import create_app
+from workers.celery_app.factory import create_app
 
 pytestmark = [pytest.mark.redis, pytest.mark.integration]
 
@@ -72,7 +72,7 @@ def test_job_with_reduce_finishes_through_the_chord(
     live = live_api(settings)
     client = live.client(live.key())
     goal = {
-        "steps": [{"skill": "analyze_code", "paths": ["workers/keys.py"]}],
+        "steps": [{"skill": "analyze_code", "paths": ["workers/core/keys.py"]}],
         "reduce": {"skill": "report", "params": {"top": 3}},
     }
     response = client.post("/v1/jobs", json=goal)
@@ -173,7 +173,7 @@ def test_submissions_leave_no_result_subscriptions_behind(redis_settings, live_a
 
 def test_event_stream_reports_an_error_event_when_redis_goes_away(live_api, tmp_path) -> None:
     from orchestrator.harness import RedisServer
-    from workers.settings import Settings
+    from workers.core.settings import Settings
 
     server = RedisServer().start()
     try:

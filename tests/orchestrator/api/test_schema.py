@@ -11,8 +11,8 @@ from schemathesis import GenerationMode
 
 from orchestrator.api.app import create_api
 from orchestrator.api.keystore import KeyStore, parse_scopes
-from workers.keys import Keys
-from workers.redis_client import redis_client
+from workers.core.keys import Keys
+from workers.core.redis_client import redis_client
 
 pytestmark = [pytest.mark.redis]
 

@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.harness import RedisServer
 from tests.orchestrator.api.conftest import noop_goal
-from workers.settings import Settings
+from workers.core.settings import Settings
 
 pytestmark = [pytest.mark.redis]
 
@@ -54,7 +54,7 @@ def test_redis_down_gives_503_within_2_s_and_no_job(live_api, tmp_path) -> None:
 
 def test_the_api_refuses_to_start_without_redis() -> None:
     from orchestrator.api.app import create_api
-    from workers.errors import ConfigError
+    from workers.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="VICTOR_REDIS_URL"):
         create_api(Settings())

@@ -1,0 +1,101 @@
+"""``victor worker``, ``victor skills`` and ``victor bench``: the fleet's own processes."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from orchestrator.cli.support import console, out, settings_or_exit
+
+_settings = settings_or_exit
+
+
+def worker(
+    ctx: typer.Context,
+    concurrency: int = typer.Option(None, "--concurrency", "-c", min=1, max=256),
+    pool: str = typer.Option("prefork", "--pool", "-P", help="prefork, threads or solo."),
+    hostname: str = typer.Option(None, "--hostname", "-n"),
+    loglevel: str = typer.Option("WARNING", "--loglevel", "-l"),
+) -> None:
+    """Run a worker on the configured Redis (a thin wrapper over celery -A workers worker)."""
+    from workers.celery_app.factory import create_app
+    from workers.core.names import DEFAULT_QUEUE
+
+    settings = _settings()
+    if settings.mode.value != "distributed":
+        console.print(
+            "[red]error:[/red] victor worker needs a broker; set VICTOR_REDIS_URL "
+            "(for example redis://127.0.0.1:6379/0). Without one, victor analyze runs an "
+            "embedded worker by itself."
+        )
+        raise typer.Exit(2)
+    celery_app = create_app(settings)
+    argv = [
+        "worker",
+        "-l",
+        loglevel,
+        "-P",
+        pool,
+        "-Q",
+        DEFAULT_QUEUE,
+        "-c",
+        str(concurrency or settings.effective_concurrency),
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    if hostname:
+        argv += ["-n", hostname]
+    celery_app.worker_main([*argv, *ctx.args])
+
+
+def skills(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List installed skills (imports no skill implementation)."""
+    from workers.skills.registry import load_registry
+
+    registry = load_registry()
+    rows = [
+        {
+            "name": spec.name,
+            "task": spec.task_name,
+            "description": spec.description,
+            "input": spec.input_model.model_json_schema(),
+        }
+        for spec in registry.specs()
+    ]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="skills")
+    table.add_column("name")
+    table.add_column("description")
+    table.add_column("input fields")
+    for spec in registry.specs():
+        table.add_row(spec.name, spec.description, ", ".join(spec.input_model.model_fields))
+    out.print(table)
+
+
+def bench(
+    group: str = typer.Argument(..., help="A benchmark group, or 'list' to name them."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    size: str = typer.Option("default", "--size", help="tiny (CI), default or full."),
+) -> None:
+    """Run a benchmark group: ours beside the peer's, in one run, as a ratio."""
+    from orchestrator.bench.runner import list_groups, run_group
+
+    if group == "list":
+        out.print("\n".join(list_groups()))
+        return
+    result = run_group(group, size)
+    if as_json:
+        print(json.dumps(result))  # noqa: T201 - machine-readable output
+    else:
+        out.print_json(json.dumps(result))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``worker``, ``skills`` and ``bench`` to ``app``."""
+    app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(worker)
+    app.command()(skills)
+    app.command()(bench)

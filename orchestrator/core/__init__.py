@@ -1,0 +1,1 @@
+"""The control plane: plans, the planner, the dispatcher, sessions, the Python facade."""

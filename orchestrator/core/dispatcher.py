@@ -1,0 +1,293 @@
+"""The dispatcher: Plan -> ledger records -> Celery canvas (group, chord, chain)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery, chain, chord, group
+from celery.canvas import Signature
+
+from orchestrator.core.plan import Plan
+from workers.cache.keying import tenant_scope
+from workers.core.errors import JobError
+from workers.core.names import BATCH_TASK, REDUCE_TASK, TENANT_HEADER
+from workers.core.settings import Mode
+from workers.ledger import TERMINAL, JobRecord, MemoryLedger
+from workers.maintenance.episodes import record_episode
+from workers.runtime import runtime_of
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class JobHandle:
+    """A dispatched job: its id, plan, task ids and the Celery result to follow."""
+
+    job_id: str
+    plan: Plan
+    task_ids: list[str]
+    app: Celery
+    result: Any = None
+    fan_in: str = "none"
+    started_at: float = field(default_factory=time.monotonic)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def record_job(
+    app: Celery,
+    plan: Plan,
+    *,
+    tenant: str,
+    job_id: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> tuple[str, list[str], list[tuple[int, str, list[dict[str, Any]]]]]:
+    """Record the job and each of its tasks in the ledger (before anything is published)."""
+    runtime = runtime_of(app)
+    job_id = job_id or new_job_id()
+    chunks = plan.chunks()
+    task_ids = [f"{job_id}.{index}" for index in range(len(chunks))]
+    now = time.time()
+    record = JobRecord(
+        job_id=job_id,
+        tenant=tenant,
+        name=plan.name,
+        status="accepted",
+        created_at=now,
+        updated_at=now,
+        total_tasks=len(chunks),
+        meta={
+            "has_reduce": plan.reduce is not None,
+            "items": plan.item_count,
+            "strategy": plan.strategy,
+            **(meta or {}),
+        },
+    )
+    tasks = {
+        task_id: {"skill": skill, "items": items, "step": step}
+        for task_id, (step, skill, items) in zip(task_ids, chunks, strict=True)
+    }
+    if plan.reduce is not None:
+        record.meta["reduce"] = plan.reduce.model_dump()
+    runtime.ledger.create_job(record, tasks, runtime.settings.result_expires_s)
+    return job_id, task_ids, chunks
+
+
+def dispatch_plan(
+    app: Celery, plan: Plan, *, tenant: str | None = None, job_id: str | None = None
+) -> JobHandle:
+    """Record the plan in the ledger, then run it inline or publish it as a canvas."""
+    runtime = runtime_of(app)
+    tenant = tenant or runtime.settings.tenant
+    job_id, task_ids, chunks = record_job(app, plan, tenant=tenant, job_id=job_id)
+    handle = JobHandle(job_id=job_id, plan=plan, task_ids=task_ids, app=app)
+    if plan.inline:
+        with tenant_scope(tenant):  # the job's tenant scopes its cache entries
+            _run_inline(app, handle, chunks)
+        return handle
+    chorded = plan.reduce is not None and runtime.settings.mode is Mode.DISTRIBUTED
+    chained = plan.strategy == "sequential" and len(plan.steps) > 1
+    # Outcomes live in the ledger; only Celery's joins (a chord, or a chain of groups, which
+    # Celery turns into chords) need them in the result backend too.
+    signatures = [
+        app.signature(
+            BATCH_TASK,
+            args=(skill, items),
+            kwargs={"job_id": job_id},
+            task_id=task_id,
+            immutable=True,
+            ignore_result=not (chorded or chained),
+            headers={TENANT_HEADER: tenant},  # workers key their cache entries by it
+        )
+        for task_id, (_, skill, items) in zip(task_ids, chunks, strict=True)
+    ]
+    canvas = _canvas(plan, signatures)
+    reduce_sig = None
+    if plan.reduce is not None:
+        reduce_sig = app.signature(
+            REDUCE_TASK,
+            kwargs={"skill": plan.reduce.skill, "params": plan.reduce.params, "job_id": job_id},
+            task_id=f"{job_id}.reduce",
+        )
+    runtime.ledger.set_status(job_id, "running")
+    with app.producer_or_acquire() as producer:
+        if reduce_sig is not None and chorded:
+            # Redis backends join a chord natively, linear in the header size.
+            handle.result = chord(canvas if isinstance(canvas, group) else [canvas])(
+                reduce_sig, producer=producer
+            )
+            handle.fan_in = "chord"
+        else:
+            # The memory backend's chord is super-linear: fan in from the ledger instead.
+            handle.result = canvas.apply_async(producer=producer)
+            handle.fan_in = "collect" if reduce_sig is not None else "none"
+    return handle
+
+
+def _canvas(plan: Plan, signatures: list[Signature]) -> Any:
+    if plan.strategy == "sequential" and len(plan.steps) > 1:
+        by_step: dict[int, list[Signature]] = {}
+        for (step, _, _), signature in zip(plan.chunks(), signatures, strict=True):
+            by_step.setdefault(step, []).append(signature)
+        return chain(*(group(sigs) for _, sigs in sorted(by_step.items())))
+    return group(signatures)
+
+
+def _run_inline(
+    app: Celery, handle: JobHandle, chunks: list[tuple[int, str, list[dict[str, Any]]]]
+) -> None:
+    runtime = runtime_of(app)
+    results = []
+    for task_id, (_, skill, items) in zip(handle.task_ids, chunks, strict=True):
+        outcomes = runtime.executor.run_batch(skill, items)
+        runtime.ledger.record_result(handle.job_id, task_id, outcomes)
+        results.append(outcomes)
+    if handle.plan.reduce is not None:
+        value = runtime.executor.run(
+            handle.plan.reduce.skill, {**handle.plan.reduce.params, "results": results}
+        )
+        runtime.ledger.set_status(handle.job_id, "succeeded", result=value)
+    else:
+        runtime.ledger.set_status(handle.job_id, "succeeded")
+
+
+def wait_job(
+    handle: JobHandle,
+    *,
+    timeout_s: float = 3600.0,
+    on_progress: ProgressCallback | None = None,
+    poll_s: float = 0.05,
+) -> JobRecord:
+    """Follow a job to its end, reporting progress; run the fan-in for ``collect`` jobs."""
+    runtime = runtime_of(handle.app)
+    ledger = runtime.ledger
+    deadline = time.monotonic() + timeout_s
+    reduce_sent = False
+    while True:
+        job = ledger.get_job(handle.job_id)
+        if on_progress is not None:
+            on_progress(job.done_tasks, job.total_tasks)
+        if job.status in TERMINAL:
+            release(handle)
+            record_episode(runtime.settings, job.as_dict())
+            return job
+        if handle.fan_in == "collect" and not reduce_sent and job.done_tasks >= job.total_tasks:
+            _send_collected_reduce(handle)
+            reduce_sent = True
+        failure = _celery_failure(handle)
+        if failure is not None:
+            ledger.set_status(handle.job_id, "failed", error=failure)
+            release(handle)
+            failed = ledger.get_job(handle.job_id)
+            record_episode(runtime.settings, failed.as_dict())
+            return failed
+        if time.monotonic() > deadline:
+            raise JobError(
+                f"job {handle.job_id} did not finish within {timeout_s:.0f} s "
+                f"({job.done_tasks}/{job.total_tasks} tasks done); is a worker running?"
+            )
+        if isinstance(ledger, MemoryLedger):
+            ledger.wait(poll_s)
+        else:
+            time.sleep(poll_s)
+
+
+def _send_collected_reduce(handle: JobHandle) -> None:
+    runtime = runtime_of(handle.app)
+    plan = handle.plan
+    assert plan.reduce is not None
+    by_task = {
+        event.task_id: event.outcome
+        for event in runtime.ledger.events(handle.job_id, 0, len(handle.task_ids) + 1)
+    }
+    results = [by_task[task_id] for task_id in handle.task_ids if task_id in by_task]
+    handle.result = handle.app.signature(
+        REDUCE_TASK,
+        args=(results,),
+        kwargs={"skill": plan.reduce.skill, "params": plan.reduce.params, "job_id": handle.job_id},
+        task_id=f"{handle.job_id}.reduce",
+    ).apply_async()
+
+
+def _celery_failure(handle: JobHandle) -> str | None:
+    result = handle.result
+    if result is None or handle.fan_in == "none":
+        return None
+    try:
+        if not result.ready() or not result.failed():
+            return None
+        return f"{type(result.result).__name__}: {result.result}"
+    except Exception as exc:  # a result that cannot be read (tampered, foreign) is a failure
+        return f"the reduce result could not be read ({type(exc).__name__}); see the worker log"
+
+
+def release(handle: JobHandle) -> None:
+    """Drop the backend's subscriptions for the job's Celery results (the ledger has them)."""
+    result = handle.result
+    handle.result = None
+    pending = [result]
+    while pending:
+        current = pending.pop()
+        if current is None:
+            continue
+        pending.extend(getattr(current, "results", None) or [])
+        pending.append(getattr(current, "parent", None))
+        remove = getattr(current.backend, "remove_pending_result", None)
+        if remove is not None and getattr(current, "id", None):
+            try:
+                remove(current)
+            except Exception:  # a stale subscription is a cache entry; dropping it loses nothing
+                continue
+
+
+def publish_window(
+    app: Celery,
+    job_id: str,
+    task_ids: list[str],
+    chunks: list[tuple[int, str, list[dict[str, Any]]]],
+    window: int,
+    timeout_s: float = 3600.0,
+) -> dict[str, Any]:
+    """Publish recorded tasks keeping at most ``window`` in flight; return outcomes by task id.
+
+    A rolling window: a slow task holds one slot, not a whole wave.
+    """
+    runtime = runtime_of(app)
+    ledger = runtime.ledger
+    runtime.ledger.set_status(job_id, "running")
+    pending = list(zip(task_ids, chunks, strict=True))
+    outcomes: dict[str, Any] = {}
+    in_flight = 0
+    seen = 0
+    deadline = time.monotonic() + timeout_s
+    with app.producer_or_acquire() as producer:
+        while len(outcomes) < len(task_ids):
+            while pending and in_flight < window:
+                task_id, (_, skill, items) = pending.pop(0)
+                app.signature(
+                    BATCH_TASK,
+                    args=(skill, items),
+                    kwargs={"job_id": job_id},
+                    task_id=task_id,
+                ).apply_async(producer=producer, ignore_result=True)
+                in_flight += 1
+            events = ledger.events(job_id, seen)
+            for event in events:
+                if event.task_id not in outcomes:
+                    outcomes[event.task_id] = event.outcome
+                    in_flight -= 1
+            seen += len(events)
+            if not events:
+                if time.monotonic() > deadline:
+                    raise JobError(f"job {job_id}: no result within {timeout_s:.0f} s")
+                if isinstance(ledger, MemoryLedger):
+                    ledger.wait(0.05)
+                else:
+                    time.sleep(0.002)
+    return outcomes

@@ -1,0 +1,243 @@
+"""The async Python facade of the performance guide: ``Orchestrator(settings=...)``."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import threading
+import time
+from typing import Any
+
+from orchestrator.core.plan import GoalSpec, Plan, PlannedStep, StepSpec
+from orchestrator.core.session import Session
+from workers.core.errors import JobError, PlanError
+from workers.core.settings import Settings, load_settings
+from workers.runtime import runtime_of
+
+# Components of the guide's lazy_load_* settings and the modules that implement them.
+COMPONENT_MODULES: dict[str, tuple[str, ...]] = {
+    "planning": ("orchestrator.core.planner", "workers.skills.ranking"),
+    "memory": ("workers.maintenance.episodes",),
+}
+
+
+class Orchestrator:
+    """Run skills, plans and chains on the fleet (or the embedded worker) from asyncio code."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self._session: Session | None = None
+        self._lock = threading.Lock()
+        self.loaded_components: set[str] = set()
+        self.planning = Planning(self)
+        self.skills = Skills(self)
+        for component in COMPONENT_MODULES:
+            if not self._lazy(component):
+                self.load_component(component)
+
+    def _lazy(self, component: str) -> bool:
+        return self.settings.lazy_loading_enabled and bool(
+            getattr(self.settings, f"lazy_load_{component}", True)
+        )
+
+    def load_component(self, component: str) -> None:
+        """Import a component's modules (on first use when lazy, at start when eager)."""
+        for module in COMPONENT_MODULES[component]:
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name != module:
+                    raise
+        self.loaded_components.add(component)
+
+    @property
+    def session(self) -> Session:
+        with self._lock:
+            if self._session is None:
+                self._session = Session(self.settings).start()
+            return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await asyncio.to_thread(session.close)
+
+    async def __aenter__(self) -> Orchestrator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- running ------------------------------------------------------------------------
+    async def execute_tool(self, name: str, **params: Any) -> Any:
+        """Run one skill on the fleet and return its result (errors raise)."""
+        results = await self.execute_tools_parallel([name], [params], max_workers=1)
+        outcome = results[0]
+        if not outcome["ok"]:
+            raise JobError(f"skill {name!r} failed: {outcome['error']}")
+        return outcome["value"]
+
+    async def execute_tools_parallel(
+        self,
+        tools: list[str],
+        parameters: list[dict[str, Any]] | None = None,
+        max_workers: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Run skills concurrently with a rolling window; results keep the request order.
+
+        Each result is ``{"tool", "ok", "value"}`` or ``{"tool", "ok": false, "error"}``. Below
+        ``parallel_threshold`` calls (or with parallel execution off) they run inline.
+        """
+        parameters = parameters if parameters is not None else [{} for _ in tools]
+        if len(parameters) != len(tools):
+            raise PlanError(
+                f"{len(tools)} tools but {len(parameters)} parameter sets; pass one dict per tool"
+            )
+        window = max_workers or self.settings.max_parallel_workers
+        if window < 1:
+            raise PlanError(f"max_workers={window} is invalid; pass 1 or more")
+        steps = [
+            PlannedStep(skill=tool, items=[params])
+            for tool, params in zip(tools, parameters, strict=True)
+        ]
+        for tool in tools:
+            runtime_of(self.session.app).registry.get(tool)
+        inline = (not self.settings.parallel_execution_enabled) or (
+            len(tools) < self.settings.parallel_threshold
+        )
+        plan = Plan(name="tools", steps=steps, chunk_size=1, inline=inline)
+        outcomes = await asyncio.to_thread(self._run_windowed, plan, window)
+        return [dict(outcome, tool=tool) for tool, outcome in zip(tools, outcomes, strict=True)]
+
+    def _run_windowed(self, plan: Plan, window: int) -> list[dict[str, Any]]:
+        from orchestrator.core.dispatcher import dispatch_plan, publish_window, record_job
+
+        app = self.session.app
+        if plan.inline:
+            handle = dispatch_plan(app, plan)
+            events = runtime_of(app).ledger.events(handle.job_id)
+            by_task = {event.task_id: event.outcome for event in events}
+            return [by_task[task_id][0] for task_id in handle.task_ids]
+        job_id, task_ids, chunks = record_job(app, plan, tenant=self.settings.tenant)
+        by_task = publish_window(app, job_id, task_ids, chunks, window)
+        return [by_task[task_id][0] for task_id in task_ids]
+
+    async def execute_task(self, task: GoalSpec | dict[str, Any] | str) -> dict[str, Any]:
+        """Plan and run a goal (spec, dict or text) to its end; return the finished job."""
+        from orchestrator.core.dispatcher import dispatch_plan, wait_job
+
+        plan = await self.planning.plan_for_goal(task)
+        handle = await asyncio.to_thread(dispatch_plan, self.session.app, plan)
+        job = await asyncio.to_thread(wait_job, handle)
+        return job.as_dict()
+
+    # --- caches, metrics, memory: delegated to the modules that own them -----------------
+    def get_cache_stats(self) -> dict[str, Any]:
+        from workers.cache import get_cache_stats
+
+        return get_cache_stats(self.settings)
+
+    def invalidate_cache(self, cache_type: str | None = None, pattern: str = "*") -> dict[str, Any]:
+        from workers.cache import invalidate_cache
+
+        return invalidate_cache(cache_type, pattern, settings=self.settings)
+
+    def clear_expired_cache(self) -> dict[str, Any]:
+        from workers.cache import clear_expired_cache
+
+        return clear_expired_cache(self.settings)
+
+    def get_metrics(self) -> dict[str, Any]:
+        from workers.telemetry.fleet import get_metrics
+
+        return get_metrics(self.settings)
+
+    def consolidate_memories(self) -> dict[str, Any]:
+        self.load_component("memory")
+        from workers.maintenance.episodes import consolidate_memories
+
+        return consolidate_memories(self.settings)
+
+
+class Planning:
+    """``orchestrator.planning``: goals to plans."""
+
+    def __init__(self, owner: Orchestrator) -> None:
+        self._owner = owner
+
+    async def plan_for_goal(self, goal: GoalSpec | dict[str, Any] | str) -> Plan:
+        """Turn a goal (spec, dict or sentence) into a Plan."""
+        self._owner.load_component("planning")
+        from orchestrator.core.goals import parse_goal
+        from orchestrator.core.planner import goal_from_text, plan_goal
+
+        settings = self._owner.settings
+        registry = runtime_of(self._owner.session.app).registry
+        if isinstance(goal, str):
+            spec = goal_from_text(goal, settings, registry)
+        elif isinstance(goal, dict):
+            spec = parse_goal(goal)
+        else:
+            spec = goal
+        return await asyncio.to_thread(plan_goal, spec, settings, registry)
+
+
+class Skills:
+    """``orchestrator.skills``: skill chains."""
+
+    def __init__(self, owner: Orchestrator) -> None:
+        self._owner = owner
+
+    async def plan_chain(
+        self,
+        goal: str,
+        skills: list[str],
+        execution_strategy: str = "parallel",
+        params: dict[str, Any] | None = None,
+        paths: list[str] | None = None,
+    ) -> Plan:
+        """One step per skill over the same inputs; parallel steps run as one group,
+        sequential ones as a chain (only when skill_chaining_parallel_enabled allows)."""
+        if execution_strategy not in ("parallel", "sequential"):
+            raise PlanError(
+                f"execution_strategy {execution_strategy!r} is invalid; use 'parallel' or "
+                "'sequential'"
+            )
+        settings = self._owner.settings
+        if execution_strategy == "parallel" and not settings.skill_chaining_parallel_enabled:
+            execution_strategy = "sequential"
+        steps = [
+            StepSpec(
+                skill=skill,
+                paths=paths or [],
+                params=params or {},
+                items=[] if paths else [dict(params or {})],
+            )
+            for skill in skills
+        ]
+        spec = GoalSpec(name=goal[:200] or "chain", steps=steps, strategy=execution_strategy)
+        return await self._owner.planning.plan_for_goal(spec)
+
+    async def execute_chain(self, chain: Plan) -> dict[str, Any]:
+        """Run a planned chain; returns the job with every task's outcomes by step."""
+        from orchestrator.core.dispatcher import dispatch_plan, wait_job
+
+        app = self._owner.session.app
+        handle = await asyncio.to_thread(dispatch_plan, app, chain)
+        job = await asyncio.to_thread(wait_job, handle)
+        events = runtime_of(app).ledger.events(handle.job_id, 0, len(handle.task_ids) + 1)
+        by_task = {event.task_id: event.outcome for event in events}
+        steps: list[list[Any]] = [[] for _ in chain.steps]
+        for task_id, (step, _, _) in zip(handle.task_ids, chain.chunks(), strict=True):
+            steps[step].extend(by_task.get(task_id, []))
+        return {**job.as_dict(), "steps": steps}
+
+
+def wait_for(predicate: Any, timeout_s: float, poll_s: float = 0.01) -> bool:
+    """Poll ``predicate`` until true or the timeout passes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll_s)
+    return bool(predicate())

@@ -1,0 +1,1 @@
+"""The Celery app: factory, task bodies, signal wiring, embedded worker, patches."""

@@ -1,0 +1,63 @@
+"""Embedded mode: a real Celery worker in this process on kombu's memory transport."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from celery import Celery, _state, signals
+
+from workers.core.errors import VictorError
+from workers.runtime import runtime_of
+
+
+@contextmanager
+def embedded_worker(
+    app: Celery, concurrency: int | None = None, pool: str = "threads", start_timeout_s: float = 30
+) -> Iterator[Any]:
+    """Run a worker for ``app`` in a background thread while the block runs."""
+    settings = runtime_of(app).settings
+    ready = threading.Event()
+
+    class EmbeddedWorkController(app.WorkController):  # type: ignore[misc]  # Celery is untyped
+        def on_consumer_ready(self, consumer: Any) -> None:
+            # What a standalone worker does here: readiness hooks (metrics, pre-warm) run too.
+            signals.worker_ready.send(sender=consumer)
+            ready.set()
+
+    app.finalize()
+    # The threads pool looks tasks up in the *default* app (trace_task_ret falls back to
+    # current_app, and pool threads have no current app of their own): make it ours while
+    # the worker runs, or every task fails with NotRegistered inside the pool, unseen.
+    previous_default = _state.default_app
+    app.set_default()
+    worker = EmbeddedWorkController(
+        app=app,
+        concurrency=concurrency or settings.effective_concurrency,
+        pool=pool,
+        hostname=f"embedded-{os.getpid()}@{socket.gethostname()}",
+        loglevel="WARNING",
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+    )
+    thread = threading.Thread(target=worker.start, name="victor-embedded-worker", daemon=True)
+    thread.start()
+    if not ready.wait(start_timeout_s):
+        raise VictorError(f"the embedded worker did not start within {start_timeout_s} s")
+    # Starting a worker marks the whole process as "inside a worker", which forbids
+    # result.get() everywhere; here the caller is not a task, so lift it again.
+    _state._set_task_join_will_block(False)
+    try:
+        yield worker
+    finally:
+        worker.stop(in_sighandler=False)
+        # The stopped consumer still sits in the memory transport's 2 s drain timeout; it no
+        # longer takes work, and its daemon thread ends by itself, so do not wait for it.
+        thread.join(0.1)
+        if _state.default_app is app:
+            _state.set_default_app(previous_default)

@@ -1,0 +1,94 @@
+"""A worker's life: eager or background (pre-warm) skill loading, readiness in Redis.
+
+The functions here take an app; ``workers.celery_app.signals`` calls them from Celery's signals.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from celery import Celery
+
+from workers.core.redis_client import redis_client
+from workers.core.settings import Mode
+from workers.runtime import runtime_of
+
+logger = logging.getLogger(__name__)
+
+
+def eager_wanted(app: Celery) -> bool:
+    """Whether skills load at start (lazy loading off for skills)."""
+    settings = runtime_of(app).settings
+    return not (settings.lazy_loading_enabled and settings.lazy_load_skills)
+
+
+def load_eagerly(app: Celery) -> None:
+    """Import every skill now when lazy loading is off."""
+    if eager_wanted(app):
+        runtime_of(app).registry.load_all()
+
+
+def worker_ready(app: Celery, hostname: str) -> None:
+    """Mark this worker ready in Redis and start the pre-warm thread when lazy."""
+    runtime = runtime_of(app)
+    settings = runtime.settings
+    if settings.mode is Mode.DISTRIBUTED:
+        try:
+            redis_client(settings.state_url).set(
+                runtime.keys.worker_ready(hostname), str(os.getpid()), ex=3600
+            )
+        except Exception:  # readiness is advisory; never block a worker on it
+            logger.warning("could not record readiness of %s", hostname, exc_info=True)
+    if not eager_wanted(app) and settings.lazy_loading_prewarm_delay_s > 0:
+        thread = threading.Thread(target=prewarm, args=(app,), name="victor-prewarm", daemon=True)
+        thread.start()
+
+
+def worker_stopping(app: Celery, hostname: str) -> None:
+    """Clear this worker's readiness mark."""
+    runtime = runtime_of(app)
+    if runtime.settings.mode is not Mode.DISTRIBUTED:
+        return
+    try:
+        redis_client(runtime.settings.state_url).delete(runtime.keys.worker_ready(hostname))
+    except Exception:  # advisory, as above
+        logger.debug("could not clear readiness of %s", hostname, exc_info=True)
+
+
+def prewarm_allowed(rss_mb: float, cpu_fraction: float, memory_mb: int, cpu: float) -> bool:
+    """Pre-warm only while this process is under both lazy-loading thresholds."""
+    return rss_mb < memory_mb and cpu_fraction < cpu
+
+
+def prewarm(app: Celery, sleep: Any = time.sleep) -> list[str]:
+    """After the delay, import skills one by one while RSS and CPU stay under thresholds."""
+    import psutil
+
+    runtime = runtime_of(app)
+    settings = runtime.settings
+    sleep(settings.lazy_loading_prewarm_delay_s)
+    process = psutil.Process()
+    loaded = []
+    for name in runtime.registry.names():
+        if runtime.registry.is_loaded(name):
+            continue
+        rss_mb = process.memory_info().rss / 1_048_576
+        cpu_fraction = psutil.cpu_percent(interval=0.5) / 100
+        if not prewarm_allowed(
+            rss_mb,
+            cpu_fraction,
+            settings.lazy_loading_memory_threshold,
+            settings.lazy_loading_cpu_threshold,
+        ):
+            logger.info("pre-warm paused: rss %.0f MB, cpu %.0f%%", rss_mb, cpu_fraction * 100)
+            break
+        try:
+            runtime.registry.load(name)
+            loaded.append(name)
+        except Exception:
+            logger.info("pre-warm skipped %s", name, exc_info=True)
+    return loaded

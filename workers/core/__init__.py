@@ -1,0 +1,1 @@
+"""The bottom layer: errors, settings, Redis keys and clients, path confinement, names."""

@@ -1,0 +1,334 @@
+"""Settings: the performance guide's knobs, connections and delivery (env prefix VICTOR_)."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workers.core.errors import ConfigError
+
+ProfileName = Literal["default", "production", "high_throughput", "low_latency"]
+
+
+class Mode(StrEnum):
+    """Where tasks run: in this process (embedded) or on a Redis-backed fleet (distributed)."""
+
+    EMBEDDED = "embedded"
+    DISTRIBUTED = "distributed"
+
+
+# Presets from the guide. A preset only fills settings the caller did not give explicitly.
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "production": {
+        "lazy_loading_enabled": True,
+        "max_parallel_workers": 8,
+        "tool_selection_cache_size": 2000,
+        "response_cache_size": 2000,
+        "memory_limit_mb": 2048,
+        "memory_warning_threshold": 0.85,
+        "cache_auto_invalidate": True,
+        "worker_prefetch_multiplier": 1,
+    },
+    "high_throughput": {
+        "lazy_loading_enabled": False,
+        "max_parallel_workers": 16,
+        "parallel_threshold": 2,
+        "tool_selection_cache_size": 5000,
+        "response_cache_size": 5000,
+        "embedding_cache_size": 50000,
+        "memory_limit_mb": 4096,
+        "chunk_size": 200,
+        "worker_prefetch_multiplier": 4,
+    },
+    "low_latency": {
+        "lazy_loading_enabled": False,
+        "max_parallel_workers": 8,
+        "parallel_threshold": 2,
+        "tool_selection_cache_ttl": 7200,
+        "response_cache_ttl": 7200,
+        "chunk_size": 10,
+        "worker_prefetch_multiplier": 1,
+    },
+}
+
+_ENV_PREFIX = "VICTOR_"
+
+
+class Settings(BaseSettings):
+    """All settings of a victor-fleet process; build once per entry point and pass down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=_ENV_PREFIX,
+        validate_assignment=True,
+        extra="forbid",
+        env_ignore_empty=True,
+    )
+
+    profile: ProfileName = "default"
+
+    # --- lazy loading -----------------------------------------------------------------
+    lazy_loading_enabled: bool = True
+    lazy_loading_memory_threshold: int = Field(512, ge=16, le=1_048_576, description="MB")
+    lazy_loading_cpu_threshold: float = Field(0.7, gt=0.0, le=1.0)
+    lazy_load_planning: bool = True
+    lazy_load_memory: bool = True
+    lazy_load_skills: bool = True
+    lazy_load_personas: bool = True
+    lazy_load_tool_executor: bool = False
+    lazy_loading_prewarm_delay_s: float = Field(30.0, ge=0, le=86_400)
+
+    # --- parallel execution -----------------------------------------------------------
+    parallel_execution_enabled: bool = True
+    max_parallel_workers: int = Field(4, ge=1, le=256)
+    parallel_threshold: int = Field(3, ge=1, le=1_000_000)
+    skill_chaining_parallel_enabled: bool = True
+
+    # --- caching ------------------------------------------------------------------------
+    tool_selection_cache_enabled: bool = True
+    tool_selection_cache_size: int = Field(1000, ge=1, le=10_000_000)
+    tool_selection_cache_ttl: int = Field(3600, ge=1, le=31_536_000, description="seconds")
+    tool_selection_cache_query: bool = True
+    tool_selection_cache_context: bool = True
+    tool_selection_cache_rl: bool = True
+    tool_selection_max_tools: int = Field(10, ge=1, le=1000)
+    response_cache_enabled: bool = True
+    response_cache_size: int = Field(1000, ge=1, le=10_000_000)
+    response_cache_ttl: int = Field(3600, ge=1, le=31_536_000, description="seconds")
+    embedding_cache_enabled: bool = True
+    embedding_cache_size: int = Field(10_000, ge=1, le=10_000_000)
+    embedding_cache_ttl: int = Field(86_400, ge=1, le=31_536_000, description="seconds")
+    cache_auto_invalidate: bool = True
+    cache_auto_invalidate_interval: int = Field(300, ge=1, le=86_400, description="seconds")
+    cache_max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="L1 byte bound per cache")
+    cache_hmac_key: SecretStr = SecretStr("victor-fleet-dev-key-change-me")
+    cache_single_flight_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="how long a miss waits for another process's value"
+    )
+    # Embedded mode's persistent L2 (a SQLite file in this directory) when no cache_url is set;
+    # "" or "none" keeps no file (L1 only).
+    cache_dir: str = Field(default_factory=lambda: _default_cache_dir())
+
+    # --- memory ---------------------------------------------------------------------------
+    memory_limit_mb: int = Field(1024, ge=32, le=1_048_576)
+    memory_warning_threshold: float = Field(0.8, gt=0.0, le=1.0)
+    episodic_memory_max_episodes: int = Field(1000, ge=1, le=10_000_000)
+    semantic_memory_max_facts: int = Field(5000, ge=1, le=10_000_000)
+    enable_episodic_memory: bool = True
+    enable_semantic_memory: bool = True
+    use_memory_pools: bool = True
+    memory_pool_size: int = Field(10, ge=1, le=10_000)
+    episodic_memory_retention_days: int = Field(30, ge=1, le=3650)
+    memory_consolidate_interval_s: int = Field(300, ge=1, le=86_400)
+
+    # --- metrics and monitoring -----------------------------------------------------------
+    metrics_enabled: bool = True
+    metrics_flush_interval_s: float = Field(1.0, gt=0, le=60)
+    metrics_bucket_s: int = Field(10, ge=1, le=3600)
+    metrics_retention_s: int = Field(900, ge=10, le=86_400)
+    metrics_window_s: int = Field(60, ge=1, le=86_400)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9808, ge=1, le=65_535)
+    alert_avg_latency_ms: float = Field(2000.0, gt=0, le=86_400_000)
+    alert_memory_fraction: float = Field(0.9, gt=0.0, le=1.0)
+    alert_error_rate: float = Field(0.05, ge=0.0, le=1.0)
+    alert_min_tasks: int = Field(5, ge=1, le=1_000_000)
+    alert_debounce_s: float = Field(30.0, ge=0, le=86_400)
+    alert_webhook_url: str = ""
+    monitor_interval_s: float = Field(10.0, gt=0, le=86_400)
+
+    # --- providers ------------------------------------------------------------------------
+    provider: Literal["none", "openai", "anthropic", "ollama", "vllm", "local"] = "none"
+    model: str = ""
+    provider_base_url: str = ""
+    provider_api_key: SecretStr = SecretStr("")
+    anthropic_timeout: float = Field(60.0, gt=0, le=3600)
+    anthropic_max_retries: int = Field(3, ge=0, le=20)
+    anthropic_concurrent_requests: int = Field(5, ge=1, le=1000)
+    openai_timeout: float = Field(60.0, gt=0, le=3600)
+    openai_max_retries: int = Field(3, ge=0, le=20)
+    openai_concurrent_requests: int = Field(5, ge=1, le=1000)
+    local_provider_timeout: float = Field(120.0, gt=0, le=3600)
+    local_provider_batch_size: int = Field(8, ge=1, le=4096)
+    connection_pool_size: int = Field(10, ge=1, le=1000)
+    connection_pool_max_overflow: int = Field(20, ge=0, le=1000)
+
+    # --- planning -------------------------------------------------------------------------
+    enable_hierarchical_planning: bool = False
+
+    # --- connections ----------------------------------------------------------------------
+    redis_url: str | None = None
+    broker_url: str | None = None
+    result_backend_url: str | None = None
+    cache_url: str | None = None
+    key_prefix: str = Field("victor", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    tenant: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+    # --- delivery -------------------------------------------------------------------------
+    task_time_limit_s: int = Field(300, ge=1, le=86_400)
+    task_soft_time_limit_s: int = Field(270, ge=1, le=86_400)
+    visibility_timeout_s: int = Field(600, ge=2, le=604_800)
+    reconciler_stale_after_s: int = Field(900, ge=3, le=604_800)
+    max_deliveries: int = Field(5, ge=1, le=100)
+    worker_prefetch_multiplier: int = Field(1, ge=1, le=1000)
+    worker_concurrency: int | None = Field(None, ge=1, le=256)
+    result_expires_s: int = Field(86_400, ge=60, le=2_592_000)
+    embedded_polling_interval_s: float = Field(0.001, gt=0, le=5)
+    # Restore sweep for unacked messages of dead workers (kombu; 0 = visibility_timeout_s / 5).
+    unacked_restore_interval_s: int = Field(0, ge=0, le=86_400)
+    # Where the effect probe records its executions (fault tests' oracle); unset = disabled.
+    audit_path: Path | None = None
+
+    # --- API, client and Flower ------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65_535)
+    api_keys_file: Path | None = None
+    api_max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    api_rate_limit: int = Field(600, ge=1, le=10_000_000, description="requests per window")
+    api_rate_window_s: int = Field(60, ge=1, le=86_400)
+    api_idempotency_ttl_s: int = Field(86_400, ge=60, le=2_592_000)
+    api_public_metrics: bool = False
+    api_url: str = "http://127.0.0.1:8000"
+    api_key: SecretStr = SecretStr("")
+    flower_basic_auth: SecretStr = SecretStr("")
+
+    # --- planner / skills -----------------------------------------------------------------
+    chunk_size: int = Field(50, ge=1, le=100_000)
+    max_fan_out: int = Field(200_000, ge=1, le=10_000_000)
+    allowed_roots: list[Path] = Field(default_factory=lambda: [Path.cwd()])
+    max_file_bytes: int = Field(2 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from exc
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from exc
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _cache_dir(cls, value: str) -> str:
+        value = value.strip()
+        return "" if value.lower() == "none" else os.path.expanduser(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_profile(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        name = data.get("profile", "default")
+        if name not in PROFILES:
+            known = ", ".join(PROFILES)
+            raise ValueError(f"unknown profile {name!r}; known profiles: {known}")
+        for key, value in PROFILES[name].items():
+            data.setdefault(key, value)
+        return data
+
+    @model_validator(mode="after")
+    def _check_ordering(self) -> Settings:
+        if not self.metrics_bucket_s <= self.metrics_window_s <= self.metrics_retention_s:
+            raise ValueError(
+                "metrics windows must be ordered metrics_bucket_s <= metrics_window_s <= "
+                f"metrics_retention_s; got {self.metrics_bucket_s} <= {self.metrics_window_s} "
+                f"<= {self.metrics_retention_s}: raise VICTOR_METRICS_RETENTION_S or lower "
+                "VICTOR_METRICS_WINDOW_S"
+            )
+        if not self.task_soft_time_limit_s <= self.task_time_limit_s:
+            raise ValueError(
+                f"task_soft_time_limit_s ({self.task_soft_time_limit_s}) must not exceed "
+                f"task_time_limit_s ({self.task_time_limit_s})"
+            )
+        if not self.task_time_limit_s < self.visibility_timeout_s < self.reconciler_stale_after_s:
+            raise ValueError(
+                "delivery timeouts must be ordered task_time_limit_s < visibility_timeout_s "
+                f"< reconciler_stale_after_s; got {self.task_time_limit_s} < "
+                f"{self.visibility_timeout_s} < {self.reconciler_stale_after_s}: raise "
+                "VICTOR_VISIBILITY_TIMEOUT_S / VICTOR_RECONCILER_STALE_AFTER_S or lower "
+                "VICTOR_TASK_TIME_LIMIT_S"
+            )
+        return self
+
+    # --- derived --------------------------------------------------------------------------
+    @property
+    def mode(self) -> Mode:
+        """Embedded when no broker URL is set, else distributed."""
+        return Mode.DISTRIBUTED if (self.broker_url or self.redis_url) else Mode.EMBEDDED
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or self.redis_url or "memory://"
+
+    @property
+    def effective_backend_url(self) -> str:
+        return self.result_backend_url or self.redis_url or "cache+memory://"
+
+    @property
+    def state_url(self) -> str:
+        """The Redis that holds the fleet's state (ledger, metrics, presence, alerts, episodes).
+
+        The one answer every process uses: the result backend's Redis, else ``redis_url``, else
+        the broker's. Only meaningful in distributed mode.
+        """
+        return self.result_backend_url or self.redis_url or self.effective_broker_url
+
+    @property
+    def effective_cache_url(self) -> str | None:
+        return self.cache_url or self.redis_url
+
+    @property
+    def effective_concurrency(self) -> int:
+        return self.worker_concurrency or self.max_parallel_workers
+
+
+def _default_cache_dir() -> str:
+    """``$XDG_CACHE_HOME/victor-fleet``, else ``~/.cache/victor-fleet``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "victor-fleet")
+
+
+def _describe(exc: ValidationError) -> str:
+    """Turn a pydantic error into lines that name the setting, its env var and the rule."""
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        env = f" (env {_ENV_PREFIX}{field.upper()})" if error["loc"] else ""
+        shown = error.get("input")
+        value = "" if isinstance(shown, dict) else f" = {shown!r}"
+        accepted = _accepted_range(field)
+        lines.append(f"invalid setting {field}{env}{value}: {error['msg']}{accepted}")
+    return "; ".join(lines)
+
+
+def _accepted_range(field: str) -> str:
+    """``"; accepted range: 1 <= name <= 256"`` from the field's bounds, or ``""``."""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return ""
+    low = high = ""
+    for bound in info.metadata:
+        if getattr(bound, "ge", None) is not None:
+            low = f"{bound.ge} <= "
+        elif getattr(bound, "gt", None) is not None:
+            low = f"{bound.gt} < "
+        elif getattr(bound, "le", None) is not None:
+            high = f" <= {bound.le}"
+        elif getattr(bound, "lt", None) is not None:
+            high = f" < {bound.lt}"
+    if not (low or high):
+        return ""
+    return f"; accepted range: {low}{field}{high}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from the environment and explicit overrides (the entry points' one call)."""
+    return Settings(**overrides)

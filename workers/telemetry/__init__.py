@@ -1,0 +1,1 @@
+"""Metrics: registry, histograms, process memory, the store, the reporter, fleet figures, alerts."""

@@ -1,0 +1,293 @@
+"""Fleet figures: ``get_metrics()`` sums the workers' rolling windows; Prometheus text from it.
+
+Latency is a task's run time (for ``victor.batch`` the whole chunk); queue wait runs from
+publish to start. ``error_rate`` is failed work units over work units (a batch's items, or one
+call). Queue depth is queued + reserved + active: prefetched tasks leave the broker list, so its
+length alone under-reports load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+
+from workers.core.keys import Keys
+from workers.core.names import DEFAULT_QUEUE, PUBLISHED_HEADER
+from workers.core.redis_client import redis_client, translated
+from workers.core.settings import Mode, Settings, load_settings
+from workers.telemetry.histograms import histogram_percentile
+from workers.telemetry.process import PROCESS_TTL_S
+from workers.telemetry.registry import MetricsRegistry
+from workers.telemetry.store import MetricsStore, as_ints, store_for
+
+QUEUE = DEFAULT_QUEUE
+PRIORITY_SEPARATOR = "\x06\x16"
+PRIORITY_STEPS = (0, 3, 6, 9)
+QUANTILES = {"p50": "0.5", "p95": "0.95", "p99": "0.99"}
+
+
+def _figures(fields: dict[str, int], seconds: float) -> dict[str, Any]:
+    tasks = fields.get("n", 0)
+    units = fields.get("units", 0)
+    run_hist = {int(k[2:]): v for k, v in fields.items() if k.startswith("h:")}
+    wait_hist = {int(k[2:]): v for k, v in fields.items() if k.startswith("w:")}
+    waited = fields.get("waited", 0)
+
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(value, 3)
+
+    return {
+        "tasks": tasks,
+        "failed_tasks": fields.get("fail", 0),
+        "retries": fields.get("retry", 0),
+        "items": units,
+        "failed_items": fields.get("ufail", 0),
+        "throughput": round(tasks / seconds, 3),
+        "items_per_s": round(units / seconds, 3),
+        "error_rate": round(fields.get("ufail", 0) / units, 6) if units else 0.0,
+        "avg_latency": round(fields.get("run_us", 0) / tasks / 1000, 3) if tasks else None,
+        "p50": rounded(histogram_percentile(run_hist, 0.50)),
+        "p95": rounded(histogram_percentile(run_hist, 0.95)),
+        "p99": rounded(histogram_percentile(run_hist, 0.99)),
+        "queue_wait_avg_ms": round(fields.get("wait_us", 0) / waited / 1000, 3) if waited else None,
+        "queue_wait_p95_ms": rounded(histogram_percentile(wait_hist, 0.95)),
+    }
+
+
+def _sum(into: dict[str, int], fields: dict[str, int]) -> None:
+    for key, value in fields.items():
+        into[key] = into.get(key, 0) + value
+
+
+def queue_figures(settings: Settings) -> dict[str, Any]:
+    """Queued messages on the broker and the age of the oldest one (distributed mode)."""
+    if settings.mode is not Mode.DISTRIBUTED:
+        return {"queued": 0, "oldest_age_s": None}
+    keys = Keys(settings.key_prefix)
+    names = [keys.broker_queue(QUEUE)] + [
+        keys.broker_queue(f"{QUEUE}{PRIORITY_SEPARATOR}{step}") for step in PRIORITY_STEPS[1:]
+    ]
+    client = redis_client(settings.effective_broker_url)
+    with translated("reading the queue"):
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(name)
+            pipe.lindex(name, -1)  # kombu pushes on the left and pops on the right
+        raw = pipe.execute()
+    queued = sum(int(length) for length in raw[0::2])
+    oldest: float | None = None
+    for message in raw[1::2]:
+        if message is None:
+            continue
+        try:
+            published = json.loads(message)["headers"].get(PUBLISHED_HEADER)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if isinstance(published, int | float):
+            oldest = published if oldest is None else min(oldest, published)
+    age = None if oldest is None else round(max(0.0, time.time() - oldest), 3)
+    return {"queued": queued, "oldest_age_s": age}
+
+
+def get_metrics(
+    settings: Settings | None = None,
+    window_s: float | None = None,
+    store: MetricsStore | None = None,
+) -> dict[str, Any]:
+    """Fleet and per-skill figures over the last ``window_s`` (``metrics_window_s``)."""
+    settings = settings or load_settings()
+    store = store or store_for(settings)
+    keys = Keys(settings.key_prefix)
+    window = float(window_s or settings.metrics_window_s)
+    bucket_s = settings.metrics_bucket_s
+    now = time.time()
+    current = int(now // bucket_s)
+    first = current - max(1, math.ceil(window / bucket_s)) + 1
+    # Figures of the last flush interval may not be written yet: leave that time out.
+    seconds = max(bucket_s / 10, now - settings.metrics_flush_interval_s - first * bucket_s)
+
+    skills = sorted(store.members(keys.metrics_skills(), first))
+    buckets = list(range(first, current + 1))
+    hashes = store.hashes(
+        [keys.metrics_bucket("skill", skill, bucket) for skill in skills for bucket in buckets]
+    )
+    fleet_fields: dict[str, int] = {}
+    by_skill: dict[str, Any] = {}
+    for position, skill in enumerate(skills):
+        fields: dict[str, int] = {}
+        for entry in hashes[position * len(buckets) : (position + 1) * len(buckets)]:
+            _sum(fields, as_ints(entry))
+        if fields.get("n") or fields.get("retry"):
+            by_skill[skill] = _figures(fields, seconds)
+            _sum(fleet_fields, fields)
+
+    fresh = now - PROCESS_TTL_S
+    worker_names = sorted(store.members(keys.metrics_workers(), fresh))
+    process_ids = sorted(store.members(keys.metrics_processes(), fresh))
+    worker_rows = store.hashes([keys.metrics_worker(name) for name in worker_names])
+    process_rows = store.hashes([keys.metrics_process(pid) for pid in process_ids])
+    workers: dict[str, dict[str, Any]] = {}
+    by_pid: dict[str, str] = {}
+    for name, row in zip(worker_names, worker_rows, strict=True):
+        if not row:
+            continue
+        counts = as_ints(row)
+        workers[name] = {
+            "pool_size": counts.get("pool_size", 0),
+            "active": counts.get("active", 0),
+            "reserved": counts.get("reserved", 0),
+            "pid": counts.get("pid", 0),
+            "rss_mb": 0.0,
+            "processes": [],
+        }
+        by_pid[row.get("pid", "")] = name
+    for row in process_rows:
+        if not row:
+            continue
+        owner = by_pid.get(row.get("pid", "")) or by_pid.get(row.get("ppid", ""))
+        owner = owner or row.get("hostname") or "unknown"
+        worker = workers.setdefault(
+            owner,
+            {
+                "pool_size": 0,
+                "active": 0,
+                "reserved": 0,
+                "pid": 0,
+                "rss_mb": 0.0,
+                "processes": [],
+            },
+        )
+        rss = float(row.get("rss_mb", 0.0))
+        worker["rss_mb"] = round(worker["rss_mb"] + rss, 2)
+        worker["processes"].append(
+            {
+                "pid": int(row.get("pid", 0)),
+                "rss_mb": rss,
+                "cpu_percent": float(row.get("cpu_percent", 0.0)),
+                "memory_limit_mb": int(float(row.get("memory_limit_mb", 0))),
+                "tasks": int(row.get("tasks", 0)),
+            }
+        )
+
+    queue = queue_figures(settings)
+    reserved = sum(worker["reserved"] for worker in workers.values())
+    active = sum(worker["active"] for worker in workers.values())
+    queue.update(reserved=reserved, active=active, depth=queue["queued"] + reserved + active)
+    fleet = _figures(fleet_fields, seconds)
+    fleet_mb = round(sum(worker["rss_mb"] for worker in workers.values()), 2)
+    return {
+        "at": now,
+        "window_s": window,
+        "mode": settings.mode.value,
+        **{
+            name: fleet[name]
+            for name in ("avg_latency", "p50", "p95", "p99", "throughput", "error_rate")
+        },
+        "memory_usage": {
+            "fleet_mb": fleet_mb,
+            "workers": {name: worker["rss_mb"] for name, worker in workers.items()},
+        },
+        "fleet": fleet,
+        "skills": by_skill,
+        "workers": workers,
+        "queue": queue,
+    }
+
+
+def metrics_registry(metrics: dict[str, Any]) -> MetricsRegistry:
+    """A registry of gauges holding one ``get_metrics()`` snapshot."""
+    registry = MetricsRegistry("victor")
+    fleet = metrics["fleet"]
+
+    def put(name: str, description: str, value: Any, **labels: str) -> None:
+        if value is None:
+            return
+        gauge = registry.create_gauge(name, description, labels=tuple(labels))
+        (gauge.labels(**labels) if labels else gauge).set(float(value))
+
+    put("fleet_avg_latency_ms", "Mean task run time over the window", fleet["avg_latency"])
+    for quantile in ("p50", "p95", "p99"):
+        put(
+            "fleet_latency_ms",
+            "Task run time percentiles",
+            fleet[quantile],
+            quantile=QUANTILES[quantile],
+        )
+    put("fleet_throughput_tasks_per_s", "Tasks finished per second", fleet["throughput"])
+    put("fleet_items_per_s", "Work items finished per second", fleet["items_per_s"])
+    put("fleet_error_rate", "Failed work items over work items", fleet["error_rate"])
+    put("fleet_tasks", "Tasks finished in the window", fleet["tasks"])
+    put("fleet_retries", "Task retries in the window", fleet["retries"])
+    put("fleet_queue_wait_avg_ms", "Mean publish-to-start wait", fleet["queue_wait_avg_ms"])
+    put("fleet_memory_mb", "RSS of all worker processes", metrics["memory_usage"]["fleet_mb"])
+    queue = metrics["queue"]
+    for name in ("queued", "reserved", "active", "depth"):
+        put(f"queue_{name}", f"Queue: {name} tasks", queue[name])
+    put("queue_oldest_age_s", "Age of the oldest queued message", queue["oldest_age_s"])
+    for skill, figures in metrics["skills"].items():
+        put(
+            "skill_avg_latency_ms",
+            "Mean task run time per skill",
+            figures["avg_latency"],
+            skill=skill,
+        )
+        for quantile in ("p50", "p95", "p99"):
+            put(
+                "skill_latency_ms",
+                "Task run time percentiles per skill",
+                figures[quantile],
+                skill=skill,
+                quantile=QUANTILES[quantile],
+            )
+        put(
+            "skill_throughput_tasks_per_s",
+            "Tasks per second per skill",
+            figures["throughput"],
+            skill=skill,
+        )
+        put("skill_error_rate", "Error rate per skill", figures["error_rate"], skill=skill)
+        put("skill_tasks", "Tasks finished in the window per skill", figures["tasks"], skill=skill)
+    for worker, figures in metrics["workers"].items():
+        put("worker_memory_mb", "RSS of a worker's processes", figures["rss_mb"], worker=worker)
+        for name in ("pool_size", "active", "reserved"):
+            put(f"worker_{name}", f"Worker {name}", figures[name], worker=worker)
+    return registry
+
+
+def prometheus_text(settings: Settings | None = None) -> str:
+    """The fleet's figures in the Prometheus text format (what ``/metrics`` serves)."""
+    return metrics_registry(get_metrics(settings)).prometheus_text()
+
+
+class FleetCollector:
+    """A prometheus-client collector that reads the fleet's figures at each scrape."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def collect(self) -> Iterable[Metric]:
+        registry = metrics_registry(get_metrics(self.settings))
+        for metric in registry.metrics():
+            yield metric.family()
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+def fleet_collector_registry(settings: Settings) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FleetCollector(settings))
+    return registry
+
+
+def fleet_prometheus_bytes(settings: Settings) -> bytes:
+    return generate_latest(fleet_collector_registry(settings))
+
+
+__all__ = ["get_metrics", "prometheus_text"]
