@@ -128,7 +128,7 @@ def test_a7_api_full_size(scenario_factory, worker_factory, live_api, tmp_path) 
 
 
 def test_a_channel_closed_after_its_transport_was_released_raises_a_connection_error() -> None:
-    """The kombu guard (workers/celery_app/kombu_patches.py) that keeps a worker alive through A7."""
+    """The kombu guard (workers/celery_app/kombu_patches.py) that keeps a worker up in A7."""
     from types import SimpleNamespace
 
     from kombu.transport import redis as transport
