@@ -15,11 +15,12 @@ from pydantic import ValidationError
 from orchestrator.api.keystore import Principal
 from orchestrator.api.services import Services, broker_translated
 from orchestrator.core.dispatcher import dispatch_plan, new_job_id, release
-from orchestrator.core.plan import GoalSpec, Plan
+from orchestrator.core.plan import GoalSpec
 from orchestrator.core.planner import plan_goal
 from workers.core.errors import (
     BackendUnavailableError,
     BadRequestError,
+    GoalInputError,
     IdempotencyError,
     JobNotFoundError,
     JobStateError,
@@ -50,6 +51,8 @@ def job_view(job: JobRecord) -> dict[str, Any]:
         "updated_at": job.updated_at,
         "total_tasks": job.total_tasks,
         "done_tasks": job.done_tasks,
+        "items": job.items,
+        "failed_items": job.failed_items,
         "result": job.result,
         "error": job.error,
         "links": links(job.job_id),
@@ -126,33 +129,6 @@ def parse_goal_body(data: Any) -> tuple[GoalSpec, str]:
     return goal, hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def validate_inputs(services: Services, goal: GoalSpec, plan: Plan) -> None:
-    """Check every item against its skill's input model before anything reaches Redis."""
-    problems: list[dict[str, Any]] = []
-    for index, (step, planned) in enumerate(zip(goal.steps, plan.steps, strict=True)):
-        model = services.registry.get(planned.skill).input_model
-        for position, item in enumerate(planned.items):
-            try:
-                model.model_validate(item)
-            except ValidationError as exc:
-                where: tuple[Any, ...] = (
-                    ("steps", index, "items", position)
-                    if position < len(step.items)
-                    else ("steps", index, "params")
-                )
-                problems.extend(_problems(exc, where))
-            if len(problems) >= MAX_REPORTED_PROBLEMS:
-                raise RequestValidationError(problems)
-    if goal.reduce is not None:
-        model = services.registry.get(goal.reduce.skill).input_model
-        try:
-            model.model_validate({**goal.reduce.params, "results": []})
-        except ValidationError as exc:
-            problems.extend(_problems(exc, ("reduce", "params")))
-    if problems:
-        raise RequestValidationError(problems)
-
-
 def submit(
     services: Services,
     principal: Principal,
@@ -171,10 +147,14 @@ def submit(
         replay = _replay(services, principal, idem_key, body_hash)
         if replay is not None:
             return replay, True
-    plan = plan_goal(goal, services.settings, services.registry)
+    try:
+        plan = plan_goal(goal, services.settings, services.registry)
+    except GoalInputError as exc:  # name the fields, as for the body's own schema
+        raise RequestValidationError(
+            [{**problem, "loc": ("body", *problem["loc"])} for problem in exc.problems]
+        ) from exc
     # The API never runs skills itself: small jobs go to the fleet too.
     plan = plan.model_copy(update={"inline": False})
-    validate_inputs(services, goal, plan)
     job_id = new_job_id()
     if idem_key is not None:
         stored = json.dumps({"body": body_hash, "job_id": job_id, "at": time.time()})

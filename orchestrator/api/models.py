@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-JobStatus = Literal["accepted", "running", "succeeded", "failed", "revoked"]
+JobStatus = Literal["accepted", "running", "succeeded", "partial", "failed", "revoked"]
 
 
 class FieldProblem(BaseModel):
@@ -57,8 +57,13 @@ class Job(BaseModel):
     updated_at: float = Field(description="Unix time, seconds.")
     total_tasks: int
     done_tasks: int
+    items: int = Field(0, description="Items in the job's plan.")
+    failed_items: int = Field(0, description="Items whose skill call failed.")
     result: Any = Field(None, description="The reduce step's value, when the job has one.")
     error: str | None = None
+    failures: dict[str, Any] | None = Field(
+        None, description="Failed items grouped by reason, with examples (read a job)."
+    )
     links: JobLinks
 
 
@@ -152,3 +157,50 @@ class FleetMetrics(BaseModel):
     queue: dict[str, Any] = Field(
         description="queued, reserved, active and depth (= queued + reserved + active)."
     )
+
+
+class TunerDecision(BaseModel):
+    """One tuner decision and its reason (an entry of the tuner's decision stream)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    worker: str
+    current: int
+    target: int
+    action: Literal["grow", "shrink", "hold"]
+    rule: str = Field(description="clamp, memory, pool, cooldown, demand or climb.")
+    reason: str
+    at: float
+    applied: str = Field(description="applied, partly, failed, held or dry-run.")
+
+
+class TunerWorker(BaseModel):
+    """One live worker as the tuner sees it: size, bounds, figures, last decisions."""
+
+    model_config = ConfigDict(extra="allow")
+
+    mode: Literal["pool", "autoscale", "fixed"] = Field(
+        description="pool: pool_grow/pool_shrink; autoscale: the autoscale bounds; fixed: none."
+    )
+    pool_type: str | None
+    pool_size: int | None
+    tracked_size: int | None
+    bounds: dict[str, int]
+    tuned: bool
+    note: str
+    decisions: list[TunerDecision]
+
+
+class TunerStatus(BaseModel):
+    """The tuner's view: the acting tuner (lease), replica advice and each worker."""
+
+    model_config = ConfigDict(extra="allow")
+
+    at: float
+    enabled: bool
+    interval_s: float
+    lease: dict[str, Any] = Field(description="holder (the acting tuner) and expires_in_s.")
+    fleet: dict[str, Any] | None = Field(
+        description="desired_replicas, raw_replicas, capacity_per_replica, depth, decisions."
+    )
+    workers: dict[str, TunerWorker]

@@ -12,12 +12,13 @@ import httpx
 import typer
 from rich.table import Table
 
+from orchestrator.cli.outcome import exit_with_status, print_outcome
 from orchestrator.cli.support import console, job_progress, out
 from orchestrator.cli.support import settings_or_exit as _settings
 from workers.core.errors import ApiClientError
 from workers.core.settings import Settings
 
-TERMINAL = ("succeeded", "failed", "revoked")
+TERMINAL = ("succeeded", "partial", "failed", "revoked")
 
 
 def api_client(settings: Settings) -> httpx.Client:
@@ -149,15 +150,23 @@ def submit(
             console.print(f"job {accepted['job_id']}: {accepted['total_tasks']} tasks")
         job = follow(client, accepted, as_json) if follow_events else wait(client, accepted)
     out.print_json(json.dumps(job))
-    if job.get("status") != "succeeded":
-        raise typer.Exit(1)
+    if not as_json and job.get("status") != "succeeded":
+        print_outcome(job)
+    exit_with_status(job)
 
 
+jobs_app = typer.Typer(name="jobs", help="Your tenant's jobs: list them, show one.")
+
+
+@jobs_app.callback(invoke_without_command=True)
 def jobs(
+    ctx: typer.Context,
     limit: int = typer.Option(20, "--limit", min=1, max=500),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """List your tenant's jobs, newest first."""
+    """List your tenant's jobs, newest first (``victor jobs show ID`` for one)."""
+    if ctx.invoked_subcommand is not None:
+        return
     settings = _settings()
     with api_client(settings) as client:
         page = request(client, "GET", "/v1/jobs", params={"limit": limit})
@@ -179,7 +188,26 @@ def jobs(
     out.print(table)
 
 
+@jobs_app.command("show")
+def show_job(
+    job_id: str = typer.Argument(..., help="The job id that submit or run printed."),
+    follow_events: bool = typer.Option(False, "--follow", help="Follow it to its end."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+) -> None:
+    """Show one job with its failures; exit as its status says (README: Exit codes)."""
+    settings = _settings()
+    with api_client(settings) as client:
+        job: dict[str, Any] = request(client, "GET", f"/v1/jobs/{job_id}")
+        if follow_events and job["status"] not in TERMINAL:
+            job = wait(client, {"links": job["links"]})
+    out.print_json(json.dumps(job))
+    if not as_json and job["status"] in TERMINAL and job["status"] != "succeeded":
+        print_outcome(job)
+    if job["status"] in TERMINAL:
+        exit_with_status(job)
+
+
 def register(app: typer.Typer) -> None:
     """Add this group's commands to ``app``."""
     app.command()(submit)
-    app.command()(jobs)
+    app.add_typer(jobs_app)

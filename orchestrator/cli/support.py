@@ -9,20 +9,42 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
-from workers.core.errors import ConfigError, VictorError
+from workers.core.errors import (
+    AccessDeniedError,
+    ConfigError,
+    JobOutcomeUnknownError,
+    PlanError,
+    SkillInputError,
+    UnknownSkillError,
+    VictorError,
+)
 from workers.core.settings import Settings, load_settings
 
 console = Console(stderr=True)
 out = Console()
 
 # Exit codes every command shares (README "Exit codes").
-EXIT_FAILED = 1  # the work failed, or a service it needs did
-EXIT_USAGE = 2  # a setting, argument or input is wrong: fix it and run again
+EXIT_FAILED = 1  # the job failed (every item, or the job itself), or a service it needs did
+EXIT_USAGE = 2  # a setting, argument, goal or input is wrong: fix it and run again
+EXIT_PARTIAL = 3  # the job finished, and some of its items failed
+EXIT_UNKNOWN = 4  # the outcome is not known here (Redis unreachable); the job may still finish
+
+_USAGE_ERRORS = (ConfigError, PlanError, SkillInputError, UnknownSkillError, AccessDeniedError)
+_STATUS_CODES = {"succeeded": 0, "partial": EXIT_PARTIAL}
 
 
 def exit_code_for(exc: VictorError) -> int:
-    """The exit code for an error of the tree: usage for bad settings, else failure."""
-    return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+    """The exit code for an error of the tree: usage for bad input, else failure."""
+    if isinstance(exc, _USAGE_ERRORS):
+        return EXIT_USAGE
+    if isinstance(exc, JobOutcomeUnknownError):
+        return EXIT_UNKNOWN
+    return EXIT_FAILED
+
+
+def exit_code_for_status(status: str) -> int:
+    """0 for a succeeded job, 3 for a partial one, 1 for failed or revoked."""
+    return _STATUS_CODES.get(status, EXIT_FAILED)
 
 
 def fail(exc: VictorError) -> typer.Exit:

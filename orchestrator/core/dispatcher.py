@@ -10,11 +10,13 @@ from typing import Any
 
 from celery import Celery, chain, chord, group
 from celery.canvas import Signature
+from kombu.exceptions import OperationalError
 
 from orchestrator.core.plan import Plan
 from workers.cache.keying import tenant_scope
-from workers.core.errors import JobError
+from workers.core.errors import BackendUnavailableError, JobError, JobOutcomeUnknownError
 from workers.core.names import BATCH_TASK, REDUCE_TASK, TENANT_HEADER
+from workers.core.redis_client import REDIS_ERRORS
 from workers.core.settings import Mode
 from workers.ledger import TERMINAL, JobRecord, MemoryLedger
 from workers.maintenance.episodes import record_episode
@@ -130,6 +132,16 @@ def dispatch_plan(
     return handle
 
 
+def attach_job(app: Celery, job_id: str) -> JobHandle:
+    """A handle to follow a job another client dispatched (its fan-in runs on the fleet)."""
+    ledger = runtime_of(app).ledger
+    job = ledger.get_job(job_id)
+    if job.meta.get("has_reduce") and runtime_of(app).settings.mode is not Mode.DISTRIBUTED:
+        raise JobError(f"job {job_id} ran in another process's embedded worker; rerun it")
+    plan = Plan(name=job.name, steps=[], chunk_size=1)
+    return JobHandle(job_id=job_id, plan=plan, task_ids=sorted(ledger.task_specs(job_id)), app=app)
+
+
 def _canvas(plan: Plan, signatures: list[Signature]) -> Any:
     if plan.strategy == "sequential" and len(plan.steps) > 1:
         by_step: dict[int, list[Signature]] = {}
@@ -152,9 +164,10 @@ def _run_inline(
         value = runtime.executor.run(
             handle.plan.reduce.skill, {**handle.plan.reduce.params, "results": results}
         )
-        runtime.ledger.set_status(handle.job_id, "succeeded", result=value)
-    else:
-        runtime.ledger.set_status(handle.job_id, "succeeded")
+        status, error = runtime.ledger.get_job(handle.job_id).item_outcome()
+        runtime.ledger.set_status(handle.job_id, status, result=value, error=error)
+    elif not handle.task_ids:
+        runtime.ledger.set_status(handle.job_id, "succeeded")  # nothing to do, nothing failed
 
 
 def wait_job(
@@ -163,35 +176,82 @@ def wait_job(
     timeout_s: float = 3600.0,
     on_progress: ProgressCallback | None = None,
     poll_s: float = 0.05,
+    ride_out_s: float = 120.0,
+    on_outage: Callable[[str], None] | None = None,
 ) -> JobRecord:
-    """Follow a job to its end, reporting progress; run the fan-in for ``collect`` jobs."""
-    runtime = runtime_of(handle.app)
-    ledger = runtime.ledger
+    """Follow a job to its end, reporting progress; run the fan-in for ``collect`` jobs.
+
+    Redis timeouts and lost connections are ridden out for up to ``ride_out_s`` at a time
+    (``on_outage`` hears of each outage once); past that, ``JobOutcomeUnknownError`` says how
+    to follow the job again. The job keeps running on the fleet meanwhile.
+    """
     deadline = time.monotonic() + timeout_s
-    reduce_sent = False
+    outage_since: float | None = None
+    follower = _Follower(handle)
     while True:
+        try:
+            job = follower.step(on_progress)
+        except BackendUnavailableError as exc:
+            now = time.monotonic()
+            if outage_since is None:
+                outage_since = now
+                if on_outage is not None:
+                    on_outage(str(exc))
+            if now - outage_since > ride_out_s:
+                raise JobOutcomeUnknownError(
+                    f"job {handle.job_id}: Redis unreachable for {now - outage_since:.0f} s "
+                    f"({exc}); the job may still finish on the fleet: follow it with "
+                    f"victor run --attach {handle.job_id}"
+                ) from exc
+            time.sleep(min(1.0, max(poll_s, 0.1)))
+            continue
+        outage_since = None
+        if job is not None:
+            return job
+        if time.monotonic() > deadline:
+            current = runtime_of(handle.app).ledger.get_job(handle.job_id)
+            raise JobError(
+                f"job {handle.job_id} did not finish within {timeout_s:.0f} s "
+                f"({current.done_tasks}/{current.total_tasks} tasks done); is a worker running?"
+            )
+        follower.pause(poll_s)
+
+
+class _Follower:
+    """One poll of a job: progress, the collected fan-in, the end (None while it runs)."""
+
+    def __init__(self, handle: JobHandle) -> None:
+        self.handle = handle
+        self.runtime = runtime_of(handle.app)
+        self.reduce_sent = False
+
+    def step(self, on_progress: ProgressCallback | None) -> JobRecord | None:
+        handle, ledger = self.handle, self.runtime.ledger
         job = ledger.get_job(handle.job_id)
         if on_progress is not None:
             on_progress(job.done_tasks, job.total_tasks)
         if job.status in TERMINAL:
-            release(handle)
-            record_episode(runtime.settings, job.as_dict())
-            return job
-        if handle.fan_in == "collect" and not reduce_sent and job.done_tasks >= job.total_tasks:
+            return self._ended(job)
+        if (
+            handle.fan_in == "collect"
+            and not self.reduce_sent
+            and job.done_tasks >= job.total_tasks
+        ):
             _send_collected_reduce(handle)
-            reduce_sent = True
+            self.reduce_sent = True
         failure = _celery_failure(handle)
         if failure is not None:
             ledger.set_status(handle.job_id, "failed", error=failure)
-            release(handle)
-            failed = ledger.get_job(handle.job_id)
-            record_episode(runtime.settings, failed.as_dict())
-            return failed
-        if time.monotonic() > deadline:
-            raise JobError(
-                f"job {handle.job_id} did not finish within {timeout_s:.0f} s "
-                f"({job.done_tasks}/{job.total_tasks} tasks done); is a worker running?"
-            )
+            return self._ended(ledger.get_job(handle.job_id))
+        return None
+
+    def _ended(self, job: JobRecord) -> JobRecord:
+        release(self.handle)
+        record_episode(self.runtime.settings, job.as_dict())
+        return job
+
+    def pause(self, poll_s: float) -> None:
+        ledger = self.runtime.ledger
         if isinstance(ledger, MemoryLedger):
             ledger.wait(poll_s)
         else:
@@ -223,6 +283,8 @@ def _celery_failure(handle: JobHandle) -> str | None:
         if not result.ready() or not result.failed():
             return None
         return f"{type(result.result).__name__}: {result.result}"
+    except (*REDIS_ERRORS, OperationalError) as exc:  # Redis away: not the job's failure
+        raise BackendUnavailableError(f"reading the reduce step's state: {exc}") from exc
     except Exception as exc:  # a result that cannot be read (tampered, foreign) is a failure
         return f"the reduce result could not be read ({type(exc).__name__}); see the worker log"
 

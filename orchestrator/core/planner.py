@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from orchestrator.core.plan import (
     DEFAULT_EXCLUDES,
     GoalSpec,
@@ -17,21 +19,29 @@ from orchestrator.core.plan import (
     ReduceSpec,
     StepSpec,
 )
-from workers.core.errors import AccessDeniedError, PlanError
+from workers.core.errors import AccessDeniedError, GoalInputError, PlanError
 from workers.core.paths import confine
 from workers.core.settings import Settings
 from workers.skills.registry import SkillRegistry
+from workers.skills.spec import SkillSpec
 
 
 def plan_goal(goal: GoalSpec, settings: Settings, registry: SkillRegistry) -> Plan:
-    """Expand paths into items, check skills and fan-out, decide chunking and inline runs."""
+    """Expand paths into items, check skills, inputs and fan-out, decide chunking and inline.
+
+    Everything that can be checked before dispatch is: each item's parameters against its
+    skill's input model, file paths against the allowed roots, the reduce's parameters, and
+    that the goal has something to do.
+    """
     steps = []
-    for step in goal.steps:
-        registry.get(step.skill)
+    problems: list[dict[str, Any]] = []
+    for number, step in enumerate(goal.steps, start=1):
+        spec = registry.get(step.skill)
         items = [dict(step.params, **item) for item in step.items]
         for root in step.paths:
             for path in expand_paths(root, step.include, step.exclude, settings):
                 items.append(dict(step.params, path=path))
+        problems.extend(_check_items(number, step, spec, items, settings))
         steps.append(PlannedStep(skill=step.skill, items=items))
         total = sum(len(s.items) for s in steps)
         if total > settings.max_fan_out:
@@ -40,8 +50,12 @@ def plan_goal(goal: GoalSpec, settings: Settings, registry: SkillRegistry) -> Pl
                 f"(max_fan_out); narrow its paths or raise VICTOR_MAX_FAN_OUT"
             )
     if goal.reduce is not None:
-        registry.get(goal.reduce.skill)
+        problems.extend(_check_reduce(registry.get(goal.reduce.skill), goal.reduce.params))
+    if problems:
+        _raise_input_error(goal, problems)
     total = sum(len(step.items) for step in steps)
+    if total == 0:
+        raise PlanError(f"goal {goal.name!r} has nothing to do: {_why_empty(goal)}")
     inline = (not settings.parallel_execution_enabled) or total < settings.parallel_threshold
     return Plan(
         name=goal.name,
@@ -51,6 +65,81 @@ def plan_goal(goal: GoalSpec, settings: Settings, registry: SkillRegistry) -> Pl
         chunk_size=goal.chunk_size or settings.chunk_size,
         inline=inline,
     )
+
+
+MAX_PROBLEMS = 20  # invalid inputs named in one error
+
+
+def _check_items(
+    number: int, step: StepSpec, spec: SkillSpec, items: list[dict[str, Any]], settings: Settings
+) -> list[dict[str, Any]]:
+    """Each item against the skill's input model, explicit file paths against the roots.
+
+    Returns problems as ``{"loc", "msg", "type"}`` with ``loc`` from the goal's root; items
+    expanded from the step's paths are named by the step's ``params`` (they share them).
+    """
+    problems: list[dict[str, Any]] = []
+    explicit = len(step.items)
+    for position, item in enumerate(items):
+        where: tuple[Any, ...] = (
+            ("steps", number - 1, "items", position)
+            if position < explicit
+            else ("steps", number - 1, "params")
+        )
+        try:
+            spec.input_model.model_validate(item)
+            path = item.get(spec.file_param) if spec.file_param else None
+            if isinstance(path, str) and position < explicit:
+                confine(path, settings.allowed_roots)
+        except ValidationError as exc:
+            problems.extend(_problems(exc, where))
+        except AccessDeniedError as exc:
+            loc = (*where, spec.file_param or "path")
+            problems.append({"loc": loc, "msg": str(exc), "type": "path_not_allowed"})
+        if len(problems) >= MAX_PROBLEMS:
+            break
+    return problems
+
+
+def _check_reduce(spec: SkillSpec, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """A reduce's parameters are checked now, not after the whole header has run."""
+    try:
+        spec.input_model.model_validate({**params, "results": []})
+    except ValidationError as exc:
+        return _problems(exc, ("reduce", "params"))
+    return []
+
+
+def _problems(exc: ValidationError, where: tuple[Any, ...]) -> list[dict[str, Any]]:
+    return [
+        {"loc": (*where, *error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors()[:MAX_PROBLEMS]
+    ]
+
+
+def _raise_input_error(goal: GoalSpec, problems: list[dict[str, Any]]) -> None:
+    shown = "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+        for problem in problems[:5]
+    )
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    raise GoalInputError(
+        f"goal {goal.name!r} has invalid input: {shown}{more}; fix the goal and submit it again",
+        problems=problems,
+    )
+
+
+def _why_empty(goal: GoalSpec) -> str:
+    reasons = []
+    for number, step in enumerate(goal.steps, start=1):
+        if step.paths:
+            reasons.append(
+                f"step {number} ({step.skill}): no file under {', '.join(step.paths)} matches "
+                f"include {step.include} / exclude {step.exclude}"
+            )
+        else:
+            reasons.append(f"step {number} ({step.skill}) has no items")
+    return "; ".join(reasons) + "; give it items or paths that hold files"
 
 
 def expand_paths(

@@ -14,8 +14,10 @@ from orchestrator.core.plan import GoalSpec, ReduceSpec, StepSpec
 from orchestrator.core.planner import analyze_goal, plan_goal
 from orchestrator.core.session import Session
 from tasks.analyze import analyze_text
+from workers.core.errors import GoalInputError
 from workers.core.settings import Mode, Settings
 from workers.ledger import JobRecord
+from workers.runtime import runtime_of
 
 NO_BROKER = {"redis_url": None, "broker_url": None, "result_backend_url": None, "cache_url": None}
 
@@ -112,18 +114,33 @@ def test_failed_items_are_reported_not_lost(
     (tmp_path / "ok.py").write_text("x = 1\n")
     session = session_for(allowed_roots=[tmp_path])
     goal = GoalSpec(
-        steps=[
-            StepSpec(
-                skill="read_file",
-                items=[{"path": "ok.py"}, {"path": "../escape"}, {"path": "missing.py"}],
-            )
-        ],
+        steps=[StepSpec(skill="read_file", items=[{"path": "ok.py"}, {"path": "missing.py"}])],
         reduce=ReduceSpec(skill="report"),
     )
     job, _ = run(session, goal)
-    assert job.status == "succeeded", job.error
-    assert job.result["error_count"] == 2
+    assert job.status == "partial", job.error
+    assert (job.failed_items, job.error) == (1, "1 of 2 items failed")
+    assert job.result["error_count"] == 1
     assert job.result["totals"]["items"] == 1
+
+
+def test_a_job_whose_every_item_failed_is_failed_not_succeeded(
+    session_for: Callable[..., Session], tmp_path: Path
+) -> None:
+    session = session_for(allowed_roots=[tmp_path])
+    goal = GoalSpec(steps=[StepSpec(skill="read_file", items=[{"path": "gone.py"}] * 3)])
+    job, _ = run(session, goal)
+    assert (job.status, job.failed_items, job.error) == ("failed", 3, "3 of 3 items failed")
+
+
+def test_an_item_outside_the_roots_is_refused_before_anything_runs(
+    session_for: Callable[..., Session], tmp_path: Path
+) -> None:
+    session = session_for(allowed_roots=[tmp_path])
+    goal = GoalSpec(steps=[StepSpec(skill="read_file", items=[{"path": "../escape"}])])
+    with pytest.raises(GoalInputError, match="outside the allowed roots"):
+        run(session, goal)
+    assert runtime_of(session.app).ledger.list_jobs(session.settings.tenant) == []
 
 
 def test_sequential_chain_runs_the_second_step_after_the_first(

@@ -13,7 +13,7 @@ from orchestrator.core.dispatcher import _canvas, dispatch_plan, wait_job
 from orchestrator.core.plan import GoalSpec, ReduceSpec, StepSpec
 from orchestrator.core.planner import analyze_goal, expand_paths, goal_from_text, plan_goal
 from workers.celery_app.factory import create_app
-from workers.core.errors import AccessDeniedError, PlanError, UnknownSkillError
+from workers.core.errors import AccessDeniedError, GoalInputError, PlanError, UnknownSkillError
 from workers.core.names import BATCH_TASK
 from workers.core.settings import Settings
 from workers.skills import SkillRegistry, load_registry
@@ -193,7 +193,6 @@ def test_chunks_never_mix_steps(registry: SkillRegistry, tree: Path) -> None:
     [
         (2, 3, True),
         (3, 3, False),
-        (0, 3, True),
         (1, 1, False),
         (9, 10, True),
     ],
@@ -204,6 +203,38 @@ def test_parallel_threshold_decides_inline(
     goal = GoalSpec(steps=[StepSpec(skill="noop", items=[{"value": i} for i in range(count)])])
     settings = settings_for(tree, parallel_threshold=threshold)
     assert plan_goal(goal, settings, registry).inline is inline
+
+
+def test_a_goal_with_nothing_to_do_is_refused_naming_why(
+    registry: SkillRegistry, tree: Path
+) -> None:
+    settings = settings_for(tree)
+    with pytest.raises(PlanError, match="nothing to do: step 1 \\(noop\\) has no items"):
+        plan_goal(GoalSpec(steps=[StepSpec(skill="noop", items=[])]), settings, registry)
+    goal = GoalSpec(steps=[StepSpec(skill="analyze_code", paths=["."], include=["*.none"])])
+    with pytest.raises(PlanError, match=r"no file under \. matches include \['\*\.none'\]"):
+        plan_goal(goal, settings, registry)
+
+
+def test_bad_items_and_reduce_parameters_are_refused_at_plan_time(
+    registry: SkillRegistry, tree: Path
+) -> None:
+    settings = settings_for(tree)
+    goal = GoalSpec(
+        steps=[
+            StepSpec(skill="sleep", items=[{"ms": -5}, {"ms": 1, "colour": "red"}]),
+            StepSpec(skill="read_file", items=[{"path": "../../etc/passwd"}]),
+        ],
+        reduce=ReduceSpec(skill="report", params={"top": 0}),
+    )
+    with pytest.raises(GoalInputError) as raised:
+        plan_goal(goal, settings, registry)
+    where = [problem["loc"] for problem in raised.value.problems]
+    assert ("steps", 0, "items", 0, "ms") in where
+    assert ("steps", 0, "items", 1, "colour") in where
+    assert ("steps", 1, "items", 0, "path") in where
+    assert ("reduce", "params", "top") in where
+    assert "VICTOR_ALLOWED_ROOTS" in str(raised.value)
 
 
 def test_parallel_execution_disabled_runs_everything_inline(

@@ -132,7 +132,8 @@ def _register_job_tasks(app: Celery, runtime: Runtime) -> None:
             ledger.set_status(job_id, "failed", error=f"reduce {skill!r} failed: {exc}")
             _job_finished(runtime, job_id)
             raise
-        ledger.set_status(job_id, "succeeded", result=value)
+        status, error = ledger.get_job(job_id).item_outcome()
+        ledger.set_status(job_id, status, result=value, error=error)
         _job_finished(runtime, job_id)
         return value
 

@@ -10,9 +10,11 @@ Tree::
     │   └── SkillInputError    a skill's parameters do not match its input model
     ├── AccessDeniedError      a path is outside the allowed roots
     ├── PlanError              a goal cannot be turned into a plan
+    │   └── GoalInputError     items or reduce parameters do not fit their skill
     ├── JobError
     │   ├── JobNotFoundError   no job with that id
-    │   └── JobStateError      the job's state does not allow the request
+    │   ├── JobStateError      the job's state does not allow the request
+    │   └── JobOutcomeUnknownError  a client lost sight of a running job (Redis away too long)
     ├── ApiError                 an API request is refused
     │   ├── AuthenticationError  no API key, or an unknown one
     │   ├── ScopeError           the key lacks the scope a route needs
@@ -25,6 +27,8 @@ Tree::
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class VictorError(Exception):
@@ -59,6 +63,18 @@ class PlanError(VictorError):
     """Raised when a goal cannot be turned into a plan."""
 
 
+class GoalInputError(PlanError):
+    """Raised when a goal's items or reduce parameters do not fit their skills' input models.
+
+    ``problems`` lists each as ``{"loc": (...), "msg", "type"}`` from the goal's root, so the API
+    can name the fields.
+    """
+
+    def __init__(self, message: str, problems: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
 class JobError(VictorError):
     """Raised when a job cannot be recorded, read or followed."""
 
@@ -69,6 +85,10 @@ class JobNotFoundError(JobError):
 
 class JobStateError(JobError):
     """Raised when a job's state does not allow the request (revoking a finished job)."""
+
+
+class JobOutcomeUnknownError(JobError):
+    """Raised when a client stops following a job it cannot reach; the job may still finish."""
 
 
 class ApiError(VictorError):

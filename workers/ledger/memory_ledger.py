@@ -13,6 +13,9 @@ from workers.ledger.records import (
     TERMINAL,
     JobRecord,
     TaskEvent,
+    failed_items,
+    outcome_error,
+    outcome_status,
     reduce_task_id,
 )
 
@@ -95,7 +98,9 @@ class MemoryLedger:
     def replay_task(self, job_id: str, task_id: str) -> None:
         with self._lock:
             job = self.get_job(job_id)
-            self._results.get(job_id, {}).pop(task_id, None)
+            previous = self._results.get(job_id, {}).pop(task_id, None)
+            job.failed_items -= failed_items(previous)
+            job.error = None
             self._deliveries.pop(task_id, None)
             self._dead.pop(task_id, None)
             now = time.time()
@@ -114,13 +119,17 @@ class MemoryLedger:
             recorded = RECORDED
             results[task_id] = outcome
             job = self._jobs.get(job_id)
+            if job:
+                job.failed_items += failed_items(outcome)
             if (
                 job
                 and not job.meta.get("has_reduce")
                 and job.status != "revoked"
                 and len(results) >= job.total_tasks
             ):
-                job.status = "succeeded"
+                items = int(job.meta.get("items", 0))
+                job.status = outcome_status(job.failed_items, items)
+                job.error = outcome_error(job.failed_items, items) or job.error
                 job.updated_at = time.time()
                 recorded = FINISHED_JOB
             events = self._events.setdefault(job_id, [])

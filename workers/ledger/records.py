@@ -8,8 +8,31 @@ from typing import Any, Protocol
 RECORDED = 1
 FINISHED_JOB = 2
 
-TERMINAL = frozenset({"succeeded", "failed", "revoked"})
+# A job ends succeeded (every item), partial (some items failed) or failed (every item, or the
+# job itself); nothing is reported better than it was.
+TERMINAL = frozenset({"succeeded", "partial", "failed", "revoked"})
 REDUCE_SUFFIX = ".reduce"
+
+
+def failed_items(outcome: Any) -> int:
+    """How many items of a batch outcome (a list of ``{"ok": ...}``) failed."""
+    if not isinstance(outcome, list):
+        return 0
+    return sum(1 for entry in outcome if isinstance(entry, dict) and not entry.get("ok"))
+
+
+def outcome_status(failed: int, items: int) -> str:
+    """``succeeded`` when no item failed, ``failed`` when every item did, else ``partial``."""
+    if failed <= 0:
+        return "succeeded"
+    return "failed" if failed >= items else "partial"
+
+
+def outcome_error(failed: int, items: int) -> str | None:
+    """The job's error line for its failed items (None when none failed)."""
+    if failed <= 0:
+        return None
+    return f"{failed} of {items} items failed"
 
 
 def _text(value: object) -> str:
@@ -48,9 +71,22 @@ class JobRecord:
     updated_at: float
     total_tasks: int
     done_tasks: int = 0
+    failed_items: int = 0
     result: Any = None
     error: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def items(self) -> int:
+        """How many items the job's plan holds."""
+        return int(self.meta.get("items", 0))
+
+    def item_outcome(self) -> tuple[str, str | None]:
+        """The status and error line the job's items call for (see ``outcome_status``)."""
+        return (
+            outcome_status(self.failed_items, self.items),
+            outcome_error(self.failed_items, self.items),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +98,8 @@ class JobRecord:
             "updated_at": self.updated_at,
             "total_tasks": self.total_tasks,
             "done_tasks": self.done_tasks,
+            "items": self.items,
+            "failed_items": self.failed_items,
             "result": self.result,
             "error": self.error,
             "meta": self.meta,

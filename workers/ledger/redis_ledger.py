@@ -9,20 +9,37 @@ from typing import Any
 from workers.core.errors import JobNotFoundError
 from workers.core.keys import Keys
 from workers.core.redis_client import redis_client, translated
-from workers.ledger.records import TERMINAL, JobRecord, TaskEvent, _text, reduce_task_id
+from workers.ledger.records import (
+    TERMINAL,
+    JobRecord,
+    TaskEvent,
+    _text,
+    failed_items,
+    reduce_task_id,
+)
 
-# KEYS: results, events, open, job ; ARGV: task_id, outcome json, open member, ttl
+# KEYS: results, events, open, job, deliveries
+# ARGV: task_id, outcome json, open member, ttl, now, worker, failed items in this outcome
 _RECORD_SCRIPT = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 local finished = 1
 redis.call('XADD', KEYS[2], '*', 'task_id', ARGV[1], 'outcome', ARGV[2], 'worker', ARGV[6])
 redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('HSET', KEYS[4], 'updated_at', ARGV[5])
+local failed = redis.call('HINCRBY', KEYS[4], 'failed_items', tonumber(ARGV[7]))
 -- A revoked job stays revoked, whatever copy of its tasks still finishes.
 if redis.call('HGET', KEYS[4], 'has_reduce') == '0' and
    redis.call('HGET', KEYS[4], 'status') ~= 'revoked' and
    tonumber(redis.call('HGET', KEYS[4], 'total_tasks')) <= redis.call('HLEN', KEYS[1]) then
-  redis.call('HSET', KEYS[4], 'status', 'succeeded')
+  -- Nothing is reported better than it was: failed items make the job partial or failed.
+  local items = tonumber(redis.call('HGET', KEYS[4], 'items') or '0')
+  local status = 'succeeded'
+  if failed > 0 then
+    status = 'partial'
+    if failed >= items then status = 'failed' end
+    redis.call('HSET', KEYS[4], 'error', failed .. ' of ' .. items .. ' items failed')
+  end
+  redis.call('HSET', KEYS[4], 'status', status)
   finished = 2
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
@@ -58,6 +75,8 @@ class RedisLedger:
                     "updated_at": repr(job.updated_at),
                     "total_tasks": job.total_tasks,
                     "has_reduce": int(bool(job.meta.get("has_reduce"))),
+                    "items": int(job.meta.get("items", 0)),
+                    "failed_items": 0,
                     "meta": json.dumps(job.meta),
                 },
             )
@@ -92,6 +111,7 @@ class RedisLedger:
             updated_at=float(fields["updated_at"]),
             total_tasks=int(fields["total_tasks"]),
             done_tasks=int(done),
+            failed_items=int(fields.get("failed_items", 0)),
             result=json.loads(fields["result"]) if "result" in fields else None,
             error=fields.get("error"),
             meta=json.loads(fields.get("meta", "{}")),
@@ -166,6 +186,7 @@ class RedisLedger:
                     self._ttl_s,
                     repr(time.time()),
                     worker,
+                    failed_items(outcome),
                 ],
             )
         return int(created)
@@ -221,8 +242,11 @@ class RedisLedger:
         members = {f"{job_id}|{task_id}": now}
         if self._redis.hget(keys.job(job_id), "has_reduce") == b"1":
             members[f"{job_id}|{reduce_task_id(job_id)}"] = now
+        previous = self.get_result(job_id, task_id)
         with translated("replaying a task"):
             pipe = self._redis.pipeline(transaction=True)
+            pipe.hincrby(keys.job(job_id), "failed_items", -failed_items(previous))
+            pipe.hdel(keys.job(job_id), "error")
             pipe.hdel(keys.job_results(job_id), task_id)
             pipe.hdel(keys.ledger_deliveries(), task_id)
             pipe.hdel(keys.dead_letters(), task_id)

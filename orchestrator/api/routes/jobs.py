@@ -13,6 +13,7 @@ from orchestrator.api.errors import responses
 from orchestrator.api.models import Job, JobAccepted, JobPage, ResultPage
 from orchestrator.api.security import ReadPrincipal, ServicesDep, SubmitPrincipal
 from orchestrator.api.streams import JobEvents, parse_cursor
+from orchestrator.core.outcomes import job_failures
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -77,7 +78,11 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=Job, responses=responses(404, 422), summary="Read a job")
 def read_job(job_id: JobId, principal: ReadPrincipal, services: ServicesDep) -> dict[str, Any]:
-    return jobs.job_view(jobs.get_job(services, principal, job_id))
+    job = jobs.get_job(services, principal, job_id)
+    view = jobs.job_view(job)
+    if job.failed_items:
+        view["failures"] = job_failures(services.ledger, job_id)
+    return view
 
 
 @router.get(

@@ -95,7 +95,7 @@ def wait_status(client: httpx.Client, job_id: str, timeout_s: float = 60) -> dic
     deadline = time.monotonic() + timeout_s
     while True:
         job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "revoked"):
+        if job["status"] in ("succeeded", "partial", "failed", "revoked"):
             return job  # type: ignore[no-any-return]
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} not finished in {timeout_s} s: {job}")

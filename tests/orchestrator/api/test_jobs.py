@@ -209,3 +209,30 @@ def read_events_from(lines) -> list[tuple[float, str, str | None, Any]]:
             return lines
 
     return read_events(Lines())  # type: ignore[arg-type]
+
+
+def test_a_job_with_nothing_to_do_is_refused_with_422_naming_why(redis_settings, live_api) -> None:
+    live = live_api(redis_settings())
+    client = live.client(live.key())
+    response = client.post("/v1/jobs", json={"steps": [{"skill": "noop", "items": []}]})
+    assert response.status_code == 422, response.text
+    assert "nothing to do: step 1 (noop) has no items" in response.json()["error"]["message"]
+
+
+def test_a_job_whose_items_failed_is_partial_with_its_failures(
+    redis_settings, worker_factory, live_api
+) -> None:
+    settings = redis_settings()
+    worker_factory(settings, concurrency=2)
+    live = live_api(settings)
+    client = live.client(live.key())
+    goal = {
+        "steps": [{"skill": "read_file", "items": [{"path": "README.md"}, {"path": "gone.py"}]}]
+    }
+    response = client.post("/v1/jobs", json=goal)
+    assert response.status_code == 202, response.text
+    job = wait_status(client, response.json()["job_id"])
+    assert (job["status"], job["items"], job["failed_items"]) == ("partial", 2, 1)
+    assert job["error"] == "1 of 2 items failed"
+    [group] = job["failures"]["by_reason"]
+    assert group["count"] == 1 and group["examples"][0]["item"] == {"path": "gone.py"}
