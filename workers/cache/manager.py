@@ -105,6 +105,7 @@ class CacheManager:
                 l2,
                 lambda: settings.cache_single_flight_timeout_s,
                 lambda: self.generation,
+                lambda: settings.cache_single_flight_lease_s,
             )
             for name in CACHE_NAMES
         }

@@ -9,8 +9,8 @@ import os
 import threading
 from collections import OrderedDict
 
-from workers.cache.backends import MemoryBackend
 from workers.cache.manager import CacheManager
+from workers.cache.memory import MemoryBackend
 from workers.cache.sqlite import SqliteBackend
 from workers.core.settings import Settings
 

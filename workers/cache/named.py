@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from workers.cache.backends import L2Backend
 from workers.cache.envelope import Signer, encode, seal, unseal
 from workers.cache.keying import current_tenant, digest, scoped_tenant
+from workers.cache.lease import Lease, lease_renewer
 from workers.cache.lru import MISSING, LRUStore
 from workers.core.errors import BackendUnavailableError
 from workers.core.keys import Keys
@@ -87,6 +88,7 @@ class NamedCache:
         l2: L2Backend | None,
         flight_timeout_s: Callable[[], float],
         generation: Callable[[], int] = lambda: 0,
+        lease_s: Callable[[], float] = lambda: 3.0,
     ) -> None:
         self.name = name
         self.config = config
@@ -96,6 +98,7 @@ class NamedCache:
         self.l2 = l2
         self._flight_timeout_s = flight_timeout_s
         self._generation = generation
+        self._lease_s = lease_s
         self.l1 = LRUStore(config.max_entries, config.max_bytes)
         self._counters: dict[str, Counters] = {}
         # One lock for L1 and the counters: a hit takes it once.
@@ -229,6 +232,7 @@ class NamedCache:
     ) -> T:
         generation = self._generation()
         token: str | None = None
+        lease: Lease | None = None
         lock_key = self.keys.cache_lock(key)
         if self.l2 is not None and not self.l2.available():
             with self._lock:
@@ -237,12 +241,15 @@ class NamedCache:
             found = self._l2_get(key, namespace)
             if found is not MISSING:
                 return found  # type: ignore[no-any-return]
-            token = uuid.uuid4().hex
+            # The lock is a short lease renewed while we compute: it dies with this process.
+            token, lease_s = uuid.uuid4().hex, self._lease_s()
             acquired = self._l2_call(
                 namespace,
-                lambda: self.l2.acquire(lock_key, token, self._flight_timeout_s()),  # type: ignore[union-attr,arg-type]
+                lambda: self.l2.acquire(lock_key, token, lease_s),  # type: ignore[union-attr,arg-type]
             )
-            if acquired is False:
+            if acquired is True:
+                lease = lease_renewer().hold(self.l2, lock_key, token, lease_s)  # type: ignore[arg-type]
+            elif acquired is False:
                 token = None
                 found = self._await_l2(key, lock_key, namespace, counters)
                 if found is not MISSING:
@@ -259,12 +266,18 @@ class NamedCache:
                 if stored is not MISSING:
                     value = stored  # what later hits return: the same (compacted) value
         finally:
+            if lease is not None:
+                lease_renewer().drop(lease)
             if token is not None:
                 self._l2_call(namespace, lambda: self.l2.release(lock_key, token))  # type: ignore[union-attr]
         return value
 
     def _await_l2(self, key: str, lock_key: str, namespace: str | None, counters: Counters) -> Any:
-        """Another process holds the key's lock: poll for its value until the timeout."""
+        """Another process holds the key's lock: poll for its value while the lock lives.
+
+        The holder renews its lease while it computes; a dead holder's lock lapses within the
+        lease, and then we compute. The timeout bounds the wait on a live but slow holder.
+        """
         with self._lock:
             counters.waits += 1
         deadline = time.monotonic() + self._flight_timeout_s()

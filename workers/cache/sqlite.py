@@ -247,6 +247,16 @@ class SqliteBackend(_Circuit):
         with self._db("releasing a single-flight lock") as db:
             db.execute("DELETE FROM locks WHERE key = ? AND token = ?", (lock_key, token))
 
+    def renew(self, lock_key: str, token: str, ttl_s: float) -> bool:
+        """Extend the lock's lease to ``ttl_s`` if ``token`` still holds it (and it is live)."""
+        now = time.time()
+        with self._db("renewing a single-flight lock") as db:
+            cursor = db.execute(
+                "UPDATE locks SET expires_at = ? WHERE key = ? AND token = ? AND expires_at > ?",
+                (now + ttl_s, lock_key, token, now),
+            )
+        return cursor.rowcount == 1
+
     # --- invalidation ----------------------------------------------------------------------
     def delete_matching(self, pattern: str) -> int:
         """Delete values (and locks) whose key matches the glob ``pattern``."""

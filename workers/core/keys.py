@@ -71,6 +71,18 @@ class Keys:
     def worker_ready_pattern(self) -> str:
         return f"{self.prefix}:worker:*:ready"
 
+    # The ready key doubles as the heartbeat (a short TTL, refreshed while the worker runs);
+    # the index maps each worker incarnation to its hostname, the holdings hash maps the
+    # delivery tags a worker incarnation holds to "job_id|task_id".
+    def worker_index(self) -> str:
+        return f"{self.prefix}:worker:index"
+
+    def worker_holdings(self, hostname: str, incarnation: str) -> str:
+        return f"{self.prefix}:worker:{hostname}:{incarnation}:holdings"
+
+    def worker_recovery_lock(self) -> str:
+        return f"{self.prefix}:worker:recovery:lock"
+
     # cache
     def cache(self, tenant: str, cache: str, skill: str, version: str, digest: str) -> str:
         return f"{self.prefix}:{tenant}:cache:{cache}:{skill}:{version}:{digest}"
@@ -114,6 +126,23 @@ class Keys:
 
     def metrics_workers(self) -> str:
         return f"{self.prefix}:metrics:workers"
+
+    def metrics_worker_totals(self, hostname: str) -> str:
+        """Counters a worker's processes only add to (the tuner reads their differences)."""
+        return f"{self.prefix}:metrics:worker:{hostname}:totals"
+
+    # tuner
+    def tuner_lease(self) -> str:
+        return f"{self.prefix}:tuner:lease"
+
+    def tuner_worker(self, hostname: str) -> str:
+        return f"{self.prefix}:tuner:worker:{hostname}"
+
+    def tuner_decisions(self) -> str:
+        return f"{self.prefix}:tuner:decisions"
+
+    def tuner_fleet(self) -> str:
+        return f"{self.prefix}:tuner:fleet"
 
     def metrics_job(self, job_id: str) -> str:
         return f"{self.prefix}:metrics:job:{job_id}"

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from workers.core.errors import ConfigError
-
-ProfileName = Literal["default", "production", "high_throughput", "low_latency"]
+from workers.core.profiles import PROFILES, ProfileName
+from workers.core.setting_rules import check_ordering, fetch_host, fit_single_flight
 
 
 class Mode(StrEnum):
@@ -23,39 +24,6 @@ class Mode(StrEnum):
 
 
 # Presets from the guide. A preset only fills settings the caller did not give explicitly.
-PROFILES: dict[str, dict[str, Any]] = {
-    "default": {},
-    "production": {
-        "lazy_loading_enabled": True,
-        "max_parallel_workers": 8,
-        "tool_selection_cache_size": 2000,
-        "response_cache_size": 2000,
-        "memory_limit_mb": 2048,
-        "memory_warning_threshold": 0.85,
-        "cache_auto_invalidate": True,
-        "worker_prefetch_multiplier": 1,
-    },
-    "high_throughput": {
-        "lazy_loading_enabled": False,
-        "max_parallel_workers": 16,
-        "parallel_threshold": 2,
-        "tool_selection_cache_size": 5000,
-        "response_cache_size": 5000,
-        "embedding_cache_size": 50000,
-        "memory_limit_mb": 4096,
-        "chunk_size": 200,
-        "worker_prefetch_multiplier": 4,
-    },
-    "low_latency": {
-        "lazy_loading_enabled": False,
-        "max_parallel_workers": 8,
-        "parallel_threshold": 2,
-        "tool_selection_cache_ttl": 7200,
-        "response_cache_ttl": 7200,
-        "chunk_size": 10,
-        "worker_prefetch_multiplier": 1,
-    },
-}
 
 _ENV_PREFIX = "VICTOR_"
 
@@ -107,8 +75,12 @@ class Settings(BaseSettings):
     cache_auto_invalidate_interval: int = Field(300, ge=1, le=86_400, description="seconds")
     cache_max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="L1 byte bound per cache")
     cache_hmac_key: SecretStr = SecretStr("victor-fleet-dev-key-change-me")
+    # Unset, the two below shrink to fit a short soft time limit (see _fit_single_flight).
     cache_single_flight_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="how long a miss waits for another process's value"
+    )
+    cache_single_flight_lease_s: float = Field(
+        3.0, gt=0, le=3600, description="a single-flight lock's lease, renewed by its live owner"
     )
     # Embedded mode's persistent L2 (a SQLite file in this directory) when no cache_url is set;
     # "" or "none" keeps no file (L1 only).
@@ -141,6 +113,16 @@ class Settings(BaseSettings):
     alert_debounce_s: float = Field(30.0, ge=0, le=86_400)
     alert_webhook_url: str = ""
     monitor_interval_s: float = Field(10.0, gt=0, le=86_400)
+
+    # --- tuner (orchestrator.tuner; a worker's own values also bound it, or opt it out) ----
+    tuner_enabled: bool = True
+    tuner_min_concurrency: int = Field(1, ge=1, le=256)
+    tuner_max_concurrency: int = Field(16, ge=1, le=256)
+    tuner_interval_s: float = Field(2.0, gt=0, le=3600)
+    tuner_max_step: int = Field(2, ge=1, le=256)
+    tuner_cooldown_s: float = Field(6.0, ge=0, le=86_400)
+    tuner_decisions_ttl_s: int = Field(86_400, ge=60, le=2_592_000)
+    tuner_scale_down_intervals: int = Field(30, ge=1, le=100_000)
 
     # --- providers ------------------------------------------------------------------------
     provider: Literal["none", "openai", "anthropic", "ollama", "vllm", "local"] = "none"
@@ -181,6 +163,10 @@ class Settings(BaseSettings):
     embedded_polling_interval_s: float = Field(0.001, gt=0, le=5)
     # Restore sweep for unacked messages of dead workers (kombu; 0 = visibility_timeout_s / 5).
     unacked_restore_interval_s: int = Field(0, ge=0, le=86_400)
+    # Presence: a worker's main process refreshes its heartbeat every interval; a worker whose
+    # heartbeat is older than the TTL is dead, and the tasks it held go back to the queue.
+    worker_heartbeat_interval_s: float = Field(2.0, gt=0, le=600)
+    worker_heartbeat_ttl_s: float = Field(6.0, gt=0, le=3600)
     # Where the effect probe records its executions (fault tests' oracle); unset = disabled.
     audit_path: Path | None = None
 
@@ -202,6 +188,13 @@ class Settings(BaseSettings):
     max_fan_out: int = Field(200_000, ge=1, le=10_000_000)
     allowed_roots: list[Path] = Field(default_factory=lambda: [Path.cwd()])
     max_file_bytes: int = Field(2 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)
+    # The fetch skill (C8): the hosts it may reach, as names or addresses, comma-separated or a
+    # JSON list; empty = fetch is off. A name never allows a loopback, private, link-local or
+    # metadata address it resolves to: list that address itself.
+    fetch_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    fetch_timeout_s: float = Field(10.0, gt=0, le=3600, description="whole request")
+    fetch_max_bytes: int = Field(1024 * 1024, ge=1, le=1024 * 1024 * 1024)
+    fetch_max_redirects: int = Field(5, ge=0, le=50)
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -221,6 +214,16 @@ class Settings(BaseSettings):
         value = value.strip()
         return "" if value.lower() == "none" else os.path.expanduser(value)
 
+    @field_validator("fetch_allowed_hosts", mode="before")
+    @classmethod
+    def _fetch_allowed_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if not isinstance(value, list | tuple):
+            return value  # the type check reports it
+        return [fetch_host(str(entry)) for entry in value if str(entry).strip()]
+
     @model_validator(mode="before")
     @classmethod
     def _apply_profile(cls, data: Any) -> Any:
@@ -232,30 +235,12 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown profile {name!r}; known profiles: {known}")
         for key, value in PROFILES[name].items():
             data.setdefault(key, value)
+        fit_single_flight(data, cls.model_fields)  # after the profile: it may set time limits
         return data
 
     @model_validator(mode="after")
     def _check_ordering(self) -> Settings:
-        if not self.metrics_bucket_s <= self.metrics_window_s <= self.metrics_retention_s:
-            raise ValueError(
-                "metrics windows must be ordered metrics_bucket_s <= metrics_window_s <= "
-                f"metrics_retention_s; got {self.metrics_bucket_s} <= {self.metrics_window_s} "
-                f"<= {self.metrics_retention_s}: raise VICTOR_METRICS_RETENTION_S or lower "
-                "VICTOR_METRICS_WINDOW_S"
-            )
-        if not self.task_soft_time_limit_s <= self.task_time_limit_s:
-            raise ValueError(
-                f"task_soft_time_limit_s ({self.task_soft_time_limit_s}) must not exceed "
-                f"task_time_limit_s ({self.task_time_limit_s})"
-            )
-        if not self.task_time_limit_s < self.visibility_timeout_s < self.reconciler_stale_after_s:
-            raise ValueError(
-                "delivery timeouts must be ordered task_time_limit_s < visibility_timeout_s "
-                f"< reconciler_stale_after_s; got {self.task_time_limit_s} < "
-                f"{self.visibility_timeout_s} < {self.reconciler_stale_after_s}: raise "
-                "VICTOR_VISIBILITY_TIMEOUT_S / VICTOR_RECONCILER_STALE_AFTER_S or lower "
-                "VICTOR_TASK_TIME_LIMIT_S"
-            )
+        check_ordering(self)
         return self
 
     # --- derived --------------------------------------------------------------------------
