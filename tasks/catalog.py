@@ -5,9 +5,10 @@ Only input models and names live here: importing this module imports no implemen
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workers.skills.spec import SkillSpec
 
@@ -71,6 +72,48 @@ class SelectToolsInput(_Input):
     query: str = Field(min_length=1, max_length=10_000)
     context: str = Field("", max_length=10_000)
     max_tools: int | None = Field(None, ge=1, le=1000)
+
+
+# A header name is an RFC 9110 token; a value is printable ASCII (so no error can echo a
+# secret value back through an encoding failure).
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
+_HEADER_VALUE = re.compile(r"^[\x20-\x7e\t]{0,8192}$")
+_CLIENT_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+
+
+class FetchInput(_Input):
+    url: str = Field(min_length=1, max_length=8192)
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict, max_length=50)
+    body: str | None = Field(None, max_length=1024 * 1024)
+    timeout_s: float | None = Field(None, gt=0, le=3600)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper_method(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"header name {name[:64]!r} is not a valid HTTP token")
+            if name.lower() in _CLIENT_HEADERS:
+                raise ValueError(f"header {name!r} is set by the fetch skill; remove it")
+            # The value is never quoted: it may be a credential.
+            if not _HEADER_VALUE.match(text):
+                raise ValueError(
+                    f"header {name!r} has a value that is not printable ASCII (or is over "
+                    "8192 characters); no CR, LF or other control characters"
+                )
+        return {name: text.strip() for name, text in value.items()}
+
+    @model_validator(mode="after")
+    def _body_needs_post(self) -> FetchInput:
+        if self.body is not None and self.method != "POST":
+            raise ValueError(f"body is sent only with POST, not {self.method}; set method POST")
+        return self
 
 
 READ_FILE = SkillSpec(
@@ -170,4 +213,17 @@ EMBED = SkillSpec(
     extra="embed",
     requires=("numpy",),
     keywords=("embed", "embedding", "vector", "similarity"),
+)
+
+# HTTP is not pure (the same URL may answer differently each time): not cacheable.
+FETCH = SkillSpec(
+    name="fetch",
+    description=(
+        "HTTP GET, HEAD or POST to a host listed in fetch_allowed_hosts (checked after DNS and "
+        "on every redirect hop); status, a subset of headers and the body, bounded."
+    ),
+    input_model=FetchInput,
+    implementation="tasks.fetch:fetch",
+    cacheable=False,
+    keywords=("fetch", "http", "https", "url", "download", "web", "request"),
 )
