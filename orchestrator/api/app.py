@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from orchestrator.api.body_limit import BodyLimitMiddleware
 from orchestrator.api.errors import install_handlers
 from orchestrator.api.keystore import KeyStore
-from orchestrator.api.routes import cache, health, jobs, metrics, skills
+from orchestrator.api.routes import cache, health, jobs, metrics, skills, tuner
 from orchestrator.api.services import build_services
 from orchestrator.core.plan import GoalSpec
 from workers.core.settings import Settings, load_settings
@@ -74,8 +74,8 @@ def _query_names(dependant: Any) -> set[str]:
 
 
 def optional_routers() -> list[Any]:
-    """The cache and metrics routes (both always ship)."""
-    return [cache.router, metrics.router]
+    """The cache, metrics and tuner routes (all always ship)."""
+    return [cache.router, metrics.router, tuner.router]
 
 
 def _openapi(api: FastAPI) -> dict[str, Any]:

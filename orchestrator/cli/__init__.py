@@ -11,7 +11,20 @@ import sys
 
 import typer
 
-from orchestrator.cli import analyze, api, beat, cache, client, dlq, fleet, flower, metrics, profile
+from orchestrator.cli import (
+    analyze,
+    api,
+    beat,
+    cache,
+    client,
+    dlq,
+    doctor,
+    fleet,
+    flower,
+    metrics,
+    profile,
+    tuner,
+)
 from orchestrator.cli.support import VictorGroup, exit_code_for, fail
 from workers.core.errors import VictorError
 
@@ -23,7 +36,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     cls=VictorGroup,
 )
-for group in (analyze, fleet, dlq, cache, beat, metrics, profile, client, flower, api):
+groups = (analyze, fleet, dlq, cache, beat, metrics, profile, client, flower, api, tuner, doctor)
+for group in groups:
     group.register(app)
 
 

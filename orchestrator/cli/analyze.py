@@ -9,34 +9,60 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from orchestrator.cli.outcome import exit_with_status, print_outcome
+from orchestrator.cli.roots import check_served_roots
 from orchestrator.cli.support import console, job_progress, out, settings_or_exit
-from workers.core.settings import Settings
+from workers.core.settings import Mode, Settings
 
 _settings = settings_or_exit
 
 
-def run_goal_cli(goal: Any, settings: Settings, *, quiet: bool) -> dict[str, Any]:
-    """Plan, dispatch and follow one goal with a progress bar; return the finished job."""
-    from orchestrator.core.dispatcher import dispatch_plan, wait_job
+def run_goal_cli(
+    goal: Any, settings: Settings, *, quiet: bool, attach: str | None = None
+) -> dict[str, Any]:
+    """Plan, dispatch and follow one goal (or attach to a running job) with a progress bar.
+
+    The job id is printed as soon as the job is accepted; a Redis outage while waiting is
+    ridden out with a message. Returns the finished job, with its failures when items failed.
+    """
+    from orchestrator.core.dispatcher import attach_job, dispatch_plan, wait_job
+    from orchestrator.core.outcomes import job_failures
     from orchestrator.core.planner import plan_goal
     from orchestrator.core.session import Session
     from workers.runtime import runtime_of
 
     with Session(settings) as session:
-        plan = plan_goal(goal, settings, runtime_of(session.app).registry)
-        with job_progress(quiet) as progress:
-            bar = progress.add_task(
-                f"{plan.item_count} items in {len(plan.chunks())} tasks "
-                f"({session.settings.mode.value})",
-                total=len(plan.chunks()) or 1,
-            )
+        runtime = runtime_of(session.app)
+        if attach:
+            handle = attach_job(session.app, attach)
+        else:
+            plan = plan_goal(goal, settings, runtime.registry)
+            if settings.mode is Mode.DISTRIBUTED:
+                check_served_roots(plan, settings)
             handle = dispatch_plan(session.app, plan)
+            console.print(
+                f"job {handle.job_id}: {plan.item_count} items in {len(handle.task_ids)} tasks "
+                f"({settings.mode.value})",
+                highlight=False,
+            )
+        with job_progress(quiet) as progress:
+            bar = progress.add_task(f"job {handle.job_id[:8]}", total=len(handle.task_ids) or 1)
 
             def on_progress(done: int, total: int) -> None:
                 progress.update(bar, completed=done, total=total or 1)
 
-            job = wait_job(handle, on_progress=on_progress)
-        return job.as_dict()
+            def on_outage(reason: str) -> None:
+                console.print(
+                    f"[yellow]Redis unreachable[/yellow] ({reason}); job {handle.job_id} keeps "
+                    "running on the fleet; retrying",
+                    highlight=False,
+                )
+
+            job = wait_job(handle, on_progress=on_progress, on_outage=on_outage)
+        shown = job.as_dict()
+        if job.failed_items:
+            shown["failures"] = job_failures(runtime.ledger, job.job_id)
+        return shown
 
 
 def analyze(
@@ -44,21 +70,26 @@ def analyze(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     top: int = typer.Option(10, "--top", min=1, max=1000, help="Rows in each top list."),
 ) -> None:
-    """Analyze a code base: lines, functions, complexity hot spots, TODOs."""
+    """Analyze a code base: lines, functions, complexity hot spots, TODOs.
+
+    Exit codes: 0 every file analyzed, 3 some failed (listed), 1 the job failed.
+    """
     from orchestrator.core.planner import analyze_goal
 
     resolved = path.resolve()
     settings = _settings()
     if not any(resolved.is_relative_to(root.resolve()) for root in settings.allowed_roots):
+        # The path named here may be listed by this process; on a fleet the roots the workers
+        # serve decide whether it runs (checked before dispatch, never widened from here).
         settings = _settings(allowed_roots=[*settings.allowed_roots, resolved])
     job = run_goal_cli(analyze_goal(str(resolved), top=top), settings, quiet=as_json)
-    if job["status"] != "succeeded":
-        console.print(f"[red]job {job['job_id']} {job['status']}:[/red] {job['error']}")
-        raise typer.Exit(1)
     if as_json:
-        out.print_json(json.dumps(job["result"]))
-    else:
+        out.print_json(json.dumps(job if job["status"] != "succeeded" else job["result"]))
+    elif job["result"] is not None:
         print_report(job["result"], str(path), base=resolved)
+    if not as_json and job["status"] != "succeeded":
+        print_outcome(job)
+    exit_with_status(job)
 
 
 def print_report(report: dict[str, Any], title: str, base: Path | None = None) -> None:
@@ -110,31 +141,30 @@ def print_report(report: dict[str, Any], title: str, base: Path | None = None) -
 
 
 def run_command(
-    goal_file: Path = typer.Argument(..., help="Goal spec, .json or .yaml."),
-    as_json: bool = typer.Option(False, "--json"),
+    goal_file: Path | None = typer.Argument(None, help="Goal spec, .json or .yaml."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole job as JSON."),
+    attach: str | None = typer.Option(
+        None, "--attach", help="Follow a job already running on the fleet, by its id."
+    ),
 ) -> None:
-    """Run a goal spec file and print the job's result."""
+    """Run a goal spec file and print the job's outcome.
+
+    Exit codes: 0 succeeded, 3 partial (some items failed), 1 failed, 2 a bad goal or setting,
+    4 the outcome is unknown (Redis unreachable; follow it again with --attach ID).
+    """
     from orchestrator.core.goals import load_goal_file
 
     settings = _settings()
-    goal = load_goal_file(goal_file)
-    job = run_goal_cli(goal, settings, quiet=as_json)
-    out.print_json(
-        json.dumps(
-            job
-            if as_json
-            else {
-                "job_id": job["job_id"],
-                "status": job["status"],
-                "done_tasks": job["done_tasks"],
-                "total_tasks": job["total_tasks"],
-                "result": job["result"],
-                "error": job["error"],
-            }
-        )
-    )
-    if job["status"] != "succeeded":
-        raise typer.Exit(1)
+    if (goal_file is None) == (attach is None):
+        raise typer.BadParameter("give a goal file, or --attach JOB_ID to follow a running job")
+    goal = load_goal_file(goal_file) if goal_file is not None else None
+    job = run_goal_cli(goal, settings, quiet=as_json, attach=attach)
+    keys = ("job_id", "status", "done_tasks", "total_tasks", "items", "failed_items", "result")
+    shown = job if as_json else {key: job.get(key) for key in (*keys, "error")}
+    out.print_json(json.dumps(shown))
+    if not as_json and job["status"] != "succeeded":
+        print_outcome(job)
+    exit_with_status(job)
 
 
 def register(app: typer.Typer) -> None:

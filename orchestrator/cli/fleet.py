@@ -10,12 +10,23 @@ from rich.table import Table
 from orchestrator.cli.support import console, out, settings_or_exit
 
 _settings = settings_or_exit
+RESIZABLE_POOL = "workers.pools.threads:ResizableThreadPool"
 
 
 def worker(
     ctx: typer.Context,
     concurrency: int = typer.Option(None, "--concurrency", "-c", min=1, max=256),
-    pool: str = typer.Option("prefork", "--pool", "-P", help="prefork, threads or solo."),
+    pool: str = typer.Option(
+        "prefork",
+        "--pool",
+        "-P",
+        help=(
+            "prefork, threads or solo. threads is victor's resizable threads pool "
+            f"({RESIZABLE_POOL}): it answers pool_grow/pool_shrink, so `victor tuner` resizes "
+            "it as it does prefork (Celery's own threads pool cannot be resized). solo is "
+            "never resized."
+        ),
+    ),
     hostname: str = typer.Option(None, "--hostname", "-n"),
     loglevel: str = typer.Option("WARNING", "--loglevel", "-l"),
 ) -> None:
@@ -32,12 +43,16 @@ def worker(
         )
         raise typer.Exit(2)
     celery_app = create_app(settings)
+    pool_args = ["-P", pool]
+    if pool == "threads":
+        # `-P` takes only Celery's aliases: name the class in the config and leave -P out.
+        celery_app.conf.worker_pool = RESIZABLE_POOL
+        pool_args = []
     argv = [
         "worker",
         "-l",
         loglevel,
-        "-P",
-        pool,
+        *pool_args,
         "-Q",
         DEFAULT_QUEUE,
         "-c",

@@ -23,6 +23,7 @@ from workers.maintenance.episodes import record_episode
 from workers.runtime import runtime_of
 
 ProgressCallback = Callable[[int, int], None]
+_UNREACHABLE: tuple[type[BaseException], ...] = (*REDIS_ERRORS, OperationalError)
 
 
 @dataclass
@@ -283,7 +284,7 @@ def _celery_failure(handle: JobHandle) -> str | None:
         if not result.ready() or not result.failed():
             return None
         return f"{type(result.result).__name__}: {result.result}"
-    except (*REDIS_ERRORS, OperationalError) as exc:  # Redis away: not the job's failure
+    except _UNREACHABLE as exc:  # Redis away: not the job's failure
         raise BackendUnavailableError(f"reading the reduce step's state: {exc}") from exc
     except Exception as exc:  # a result that cannot be read (tampered, foreign) is a failure
         return f"the reduce result could not be read ({type(exc).__name__}); see the worker log"

@@ -1,4 +1,7 @@
-"""The concurrency tuner's pure policy: the next pool size of one worker from its samples."""
+"""The concurrency tuner. Re-exported here: its pure policy (the next pool size of one worker
+from its samples). Beside it: ``sample`` (metrics -> sample), ``actuation`` (remote control),
+``lease``, ``journal`` (Redis records and the decision stream), ``replicas``, ``runner`` (the
+loop) and ``status``; import those by module."""
 
 from orchestrator.tuner.policy import (
     Decision,

@@ -17,7 +17,7 @@ from orchestrator.cli import app as victor_app
 from workers.core.settings import Settings
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose"
-SERVICES = {"redis", "api", "worker", "beat", "flower", "prometheus", "grafana"}
+SERVICES = {"redis", "api", "worker", "tuner", "beat", "flower", "prometheus", "grafana"}
 
 
 def load(path: str) -> Any:
@@ -38,7 +38,7 @@ def victor_command(argv: list[str]) -> Any:
     assert argv[0] == "victor", argv
     command: Any = typer.main.get_command(victor_app)
     rest = argv[1:]
-    while hasattr(command, "commands"):  # a group (typer vendors its own click)
+    while hasattr(command, "commands") and rest and not rest[0].startswith("-"):  # a group
         name, rest = rest[0], rest[1:]
         found = command.get_command(None, name)
         assert found is not None, f"victor has no command {name!r}"
@@ -95,7 +95,7 @@ def test_every_victor_service_runs_a_real_command(compose) -> None:
         command = service.get("command")
         if isinstance(command, list) and command[0] == "victor":
             ran.add(victor_command(command).name)
-    assert {"api", "worker", "beat", "flower"} <= ran
+    assert {"api", "worker", "tuner", "beat", "flower"} <= ran
 
 
 def test_healthchecks_use_real_commands_and_the_served_ports(compose) -> None:
@@ -230,26 +230,65 @@ def test_dockerfile_is_multi_stage_and_runs_as_non_root(compose) -> None:
         assert (COMPOSE.parent / copied).exists(), copied
 
 
-def test_keda_scales_workers_on_in_flight_work_per_replica() -> None:
-    documents = {doc["kind"]: doc for doc in load_all("k8s/worker-keda.yaml")}
-    deployment = documents["Deployment"]
+def test_the_tuner_service_runs_the_tuner_loop_on_the_fleet(compose) -> None:
+    tuner = compose["services"]["tuner"]
+    command = victor_command(tuner["command"])
+    assert tuner["command"] == ["victor", "tuner"] and command.name == "tuner"
+    assert "--dry-run" not in tuner["command"]
+    environment = tuner["environment"]
+    assert environment["VICTOR_REDIS_URL"].startswith("redis://:${REDIS_PASSWORD")
+    settings = Settings(
+        redis_url="redis://127.0.0.1:1/0",
+        **{
+            name.removeprefix("VICTOR_").lower(): value
+            for name, value in environment.items()
+            if name.startswith("VICTOR_TUNER_")
+        },
+    )
+    assert settings.tuner_enabled and settings.tuner_interval_s == 2
+    # The workers it resizes run a pool that answers pool_grow/pool_shrink.
+    assert option(compose["services"]["worker"]["command"], "--pool") in ("prefork", "threads")
+
+
+def test_keda_scales_workers_on_the_tuners_replica_recommendation() -> None:
+    documents = load_all("k8s/worker-keda.yaml")
+    deployments = {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] == "Deployment"}
+    deployment = deployments["victor-worker"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     victor_command(container["command"])
     probe = container["livenessProbe"]["exec"]["command"]
     celery_command(shlex.split(probe[-1]))
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
-    scaled = documents["ScaledObject"]
+    tuner = deployments["victor-tuner"]["spec"]["template"]["spec"]["containers"][0]
+    assert victor_command(tuner["command"]).name == "tuner"
+    (scaled,) = [doc for doc in documents if doc["kind"] == "ScaledObject"]
     assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
-    trigger = scaled["spec"]["triggers"][0]
-    assert trigger["type"] == "metrics-api" and trigger["metricType"] == "AverageValue"
-    assert trigger["metadata"]["valueLocation"] == "queue.depth"
-    assert trigger["metadata"]["url"].endswith("/v1/metrics")
-    assert "/v1/metrics" in api_paths()
-    assert trigger["metadata"]["authMode"] == "bearer"
-    assert (
-        trigger["authenticationRef"]["name"]
-        == documents["TriggerAuthentication"]["metadata"]["name"]
-    )
-    from orchestrator.api.models import FleetMetrics
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "prometheus" and trigger["metricType"] == "AverageValue"
+    assert trigger["metadata"]["threshold"] == "1"  # replicas = the recommendation itself
+    series = re.findall(r"\b(victor_[a-z0-9_]+)", trigger["metadata"]["query"])
+    assert series == ["victor_tuner_desired_replicas"]
+    assert series[0] in served_tuner_series()
 
-    assert "depth" in FleetMetrics.model_fields["queue"].description
+
+def served_tuner_series() -> set[str]:
+    """The tuner's series in the fleet collector's text (what /metrics serves) for a summary."""
+    from workers.telemetry.fleet import metrics_registry
+    from workers.telemetry.windows import window_figures
+
+    metrics = {
+        "fleet": window_figures({}, 1.0),
+        "memory_usage": {"fleet_mb": 0},
+        "queue": {"queued": 0, "reserved": 0, "active": 0, "depth": 0, "oldest_age_s": None},
+        "skills": {},
+        "workers": {},
+        "tuner": {
+            "desired_replicas": 3.0,
+            "raw_replicas": 3.0,
+            "capacity_per_replica": 4.0,
+            "depth": 12.0,
+            "decisions": {"grow": 2},
+        },
+    }
+    text = metrics_registry(metrics).prometheus_text()
+    return set(re.findall(r"^(victor_[a-z0-9_]+)", text, re.MULTILINE))

@@ -285,3 +285,45 @@ def test_analyze_in_distributed_mode_runs_on_the_worker(
         assert {event.worker for event in events} == {worker.hostname}
     finally:
         app.close()
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_analyze_on_a_fleet_refuses_a_path_the_workers_do_not_serve(
+    tree: Path,
+    tmp_path: Path,
+    redis_settings: Callable[..., Settings],
+    worker_factory: Callable[..., WorkerProcess],
+) -> None:
+    settings = redis_settings(allowed_roots=[tree], chunk_size=1, parallel_threshold=1)
+    worker = worker_factory(settings, concurrency=1)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "a.py").write_text("x = 1\n")
+    env = clean_env(**settings_env(settings))
+    result = victor("analyze", str(elsewhere), cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr + worker.log()
+    error = flat(result.stderr)
+    assert f"worker {worker.hostname} does not serve" in error
+    assert "VICTOR_ALLOWED_ROOTS on the workers" in error
+    app = create_app(settings)
+    try:
+        assert app.victor.ledger.list_jobs(settings.tenant) == []  # type: ignore[attr-defined]
+    finally:
+        app.close()
+
+
+def test_unserved_paths_names_each_worker_and_its_first_paths(tmp_path: Path) -> None:
+    from orchestrator.cli.roots import unserved_paths
+    from orchestrator.core.plan import Plan, PlannedStep
+
+    inside, outside = tmp_path / "in" / "a.py", tmp_path / "out" / "b.py"
+    plan = Plan(
+        name="job",
+        steps=[
+            PlannedStep(skill="read_file", items=[{"path": str(inside)}, {"path": str(outside)}])
+        ],
+        chunk_size=1,
+    )
+    served = {"w1": [str(tmp_path / "in")], "w2": [str(tmp_path)]}
+    assert unserved_paths(plan, served) == {"w1": [str(outside)]}

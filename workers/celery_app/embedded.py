@@ -1,4 +1,9 @@
-"""Embedded mode: a real Celery worker in this process on kombu's memory transport."""
+"""Embedded mode: a real Celery worker in this process on kombu's memory transport.
+
+The tuner does not resize it: it runs on Celery's fixed threads pool for the life of one short
+command (a tuner step needs several metrics intervals), and its threads share one GIL, so more
+of them do not speed up the CPU-bound analysis it mostly runs.
+"""
 
 from __future__ import annotations
 

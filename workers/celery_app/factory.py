@@ -15,6 +15,8 @@ from workers.maintenance.schedule import beat_schedule
 from workers.runtime import Runtime
 from workers.skills.registry import SkillRegistry, load_registry
 
+PREFORK_POOL = "workers.pools.prefork:PreforkPool"
+
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery configuration every victor-fleet process uses (checked by tests)."""
@@ -47,6 +49,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": False,
         "task_send_sent_event": False,
         "result_chord_join_timeout": 30.0,
+        # The default pool (also for `-P prefork`): prefork whose pool_shrink stops only a
+        # child holding no task (workers.pools.prefork), so the tuner's shrinks lose nothing.
+        "worker_pool": PREFORK_POOL,
     }
     if settings.mode is Mode.DISTRIBUTED:
         # kombu sweeps unacked messages back every interval x throttle (default 10 x 10 s):

@@ -1,23 +1,28 @@
-"""A worker's life: eager or background (pre-warm) skill loading, readiness in Redis.
+"""A worker's life: eager or background (pre-warm) skill loading, presence in Redis.
 
 The functions here take an app; ``workers.celery_app.signals`` calls them from Celery's signals.
+Readiness is presence: the ready key is the worker's heartbeat (``workers.maintenance.presence``),
+and its main process recovers dead workers' tasks in the background.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Any
 
 from celery import Celery
 
-from workers.core.redis_client import redis_client
+from workers.core.errors import BackendUnavailableError
 from workers.core.settings import Mode
+from workers.maintenance.presence import Presence
+from workers.maintenance.reconciler import recover_dead_workers
 from workers.runtime import runtime_of
 
 logger = logging.getLogger(__name__)
+
+_PRESENCE_ATTR = "_victor_presence"
 
 
 def eager_wanted(app: Celery) -> bool:
@@ -32,31 +37,33 @@ def load_eagerly(app: Celery) -> None:
         runtime_of(app).registry.load_all()
 
 
+def presence_of(app: Any) -> Presence | None:
+    """The presence (heartbeat, holdings) of the worker running ``app`` in this process."""
+    return getattr(app, _PRESENCE_ATTR, None)
+
+
 def worker_ready(app: Celery, hostname: str) -> None:
-    """Mark this worker ready in Redis and start the pre-warm thread when lazy."""
+    """Start this worker's presence (ready when it returns) and pre-warm when lazy."""
     runtime = runtime_of(app)
     settings = runtime.settings
-    if settings.mode is Mode.DISTRIBUTED:
-        try:
-            redis_client(settings.state_url).set(
-                runtime.keys.worker_ready(hostname), str(os.getpid()), ex=3600
-            )
-        except Exception:  # readiness is advisory; never block a worker on it
-            logger.warning("could not record readiness of %s", hostname, exc_info=True)
+    if settings.mode is Mode.DISTRIBUTED and presence_of(app) is None:
+        presence = Presence(settings, hostname, recover=lambda: recover_dead_workers(app))
+        setattr(app, _PRESENCE_ATTR, presence)
+        presence.start()
     if not eager_wanted(app) and settings.lazy_loading_prewarm_delay_s > 0:
         thread = threading.Thread(target=prewarm, args=(app,), name="victor-prewarm", daemon=True)
         thread.start()
 
 
 def worker_stopping(app: Celery, hostname: str) -> None:
-    """Clear this worker's readiness mark."""
-    runtime = runtime_of(app)
-    if runtime.settings.mode is not Mode.DISTRIBUTED:
+    """A clean shutdown: clear this worker's heartbeat and holdings."""
+    presence = presence_of(app)
+    if presence is None:
         return
     try:
-        redis_client(runtime.settings.state_url).delete(runtime.keys.worker_ready(hostname))
-    except Exception:  # advisory, as above
-        logger.debug("could not clear readiness of %s", hostname, exc_info=True)
+        presence.stop()
+    except BackendUnavailableError:  # the heartbeat lapses by itself within its TTL
+        logger.debug("could not clear the presence of %s", hostname, exc_info=True)
 
 
 def prewarm_allowed(rss_mb: float, cpu_fraction: float, memory_mb: int, cpu: float) -> bool:

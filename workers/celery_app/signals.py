@@ -1,4 +1,4 @@
-"""The one place that connects Celery's signals: lifecycle, metrics, memory limits.
+"""The one place that connects Celery's signals: lifecycle, presence, metrics, memory limits.
 
 ``connect(app, runtime)`` runs once per app (from ``create_app``): it gives the app a metrics
 reporter when ``metrics_enabled``; the process-wide signal handlers connect once per process.
@@ -18,6 +18,7 @@ from workers.core.names import PUBLISHED_HEADER
 from workers.runtime import Runtime, has_runtime
 from workers.telemetry.process import use_current_rss_for_recycling
 from workers.telemetry.reporter import Reporter
+from workers.telemetry.sampler import WorkerSampler
 
 _REPORTER_ATTR = "_victor_reporter"
 _apps: list[Celery] = []
@@ -46,6 +47,7 @@ def connect(app: Celery, runtime: Runtime) -> None:
         signals.worker_init.connect(on_worker_init, weak=False)
         signals.worker_process_init.connect(on_worker_process_init, weak=False)
         signals.worker_ready.connect(on_worker_ready, weak=False)
+        signals.task_received.connect(on_task_received, weak=False)
         signals.worker_process_shutdown.connect(on_worker_process_shutdown, weak=False)
         signals.worker_shutdown.connect(on_worker_shutdown, weak=False)
     if settings.metrics_enabled and not _task_signals:
@@ -100,26 +102,15 @@ def on_worker_ready(sender: Any = None, **_: Any) -> None:
     if reporter is None:
         return
     reporter.hostname = reporter.hostname or hostname
-    pool = getattr(sender, "pool", None)
-
-    def sample() -> dict[str, Any]:
-        from celery.worker import state
-
-        active = len(state.active_requests)
-        received = len(state.reserved_requests)
-        try:
-            size = int(pool.num_processes) if pool is not None else 0
-        except Exception:  # a pool between restarts has no size for a moment
-            size = 0
-        return {
-            "hostname": hostname,
-            "pool_size": size,
-            "active": active,
-            "reserved": max(0, received - active),
-        }
-
-    reporter.worker_sampler = sample
+    reporter.worker_sampler = WorkerSampler(sender, hostname, reporter.settings)
     reporter.ensure_started()
+
+
+def on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
+    """Main worker process, per message: note a ledger task among the worker's holdings."""
+    presence = lifecycle.presence_of(getattr(sender, "app", None))
+    if presence is not None and request is not None:
+        presence.received(request)
 
 
 def on_task_prerun(task_id: str = "", task: Any = None, **_: Any) -> None:

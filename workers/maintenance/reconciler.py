@@ -13,6 +13,16 @@ copy vanished. It runs as the beat task ``victor.reconcile`` (and ``victor recon
   gets its reduce sent again (the reduce reads its inputs from the ledger by task id);
 - the redelivery cap lives in ``victor.batch``: past ``max_deliveries`` deliveries a task is
   dead-lettered (``victor dlq list``) and can be replayed (``victor dlq replay``).
+
+:func:`recover_dead_workers` does not wait for any of that: every worker's main process runs it
+each heartbeat interval (``workers.maintenance.presence``), and each pass here too. A worker
+whose heartbeat lapsed (and is still lapsed half a beat later, so a Redis stall does not make
+the whole fleet look dead) has its holdings claimed (``workers.maintenance.holdings``); each task
+it held that is still open in the ledger has its original message put back in the queue by
+kombu's own ``restore_by_tag`` (chord and chain links intact; kombu will not restore it again),
+or, when the broker no longer has that message, is published again from its ledger spec as
+above. A task already recorded is left alone: if kombu restores its message after the
+visibility timeout, that copy returns the recorded outcome.
 """
 
 from __future__ import annotations
@@ -29,6 +39,12 @@ from workers.core.names import BATCH_TASK, REDUCE_TASK
 from workers.core.redis_client import redis_client, translated
 from workers.core.settings import Mode
 from workers.ledger import REDUCE_SUFFIX, TERMINAL, Ledger, reduce_task_id
+from workers.maintenance.holdings import (
+    HeldTask,
+    claim_holdings,
+    dead_incarnations,
+    return_holdings,
+)
 from workers.runtime import runtime_of
 
 if TYPE_CHECKING:
@@ -49,6 +65,9 @@ class ReconcileReport:
     reduces: list[str] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)
     waiting: int = 0
+    dead_workers: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    recorded: list[str] = field(default_factory=list)
     locked: bool = False
     duration_s: float = 0.0
 
@@ -56,25 +75,26 @@ class ReconcileReport:
         return asdict(self)
 
 
-def _lock(app: Celery, ttl_s: int) -> tuple[Any, str] | None:
-    """One reconciler pass at a time across the fleet (a Redis lock with a TTL)."""
+def _lock(app: Celery, ttl_s: int, key: str | None = None) -> tuple[Any, str, str] | None:
+    """One pass at a time across the fleet (a Redis lock with a TTL; the reconciler's unless
+    ``key`` names another)."""
     runtime = runtime_of(app)
     settings = runtime.settings
     if settings.mode is not Mode.DISTRIBUTED:
-        return (None, "")
+        return (None, "", "")
     client = redis_client(settings.state_url)
     token = uuid.uuid4().hex
+    key = key or runtime.keys.reconcile_lock()
     with translated("taking the reconciler lock"):
-        if not client.set(runtime.keys.reconcile_lock(), token, nx=True, ex=ttl_s):
+        if not client.set(key, token, nx=True, ex=ttl_s):
             return None
-    return (client, token)
+    return (client, token, key)
 
 
-def _unlock(app: Celery, held: tuple[Any, str]) -> None:
-    client, token = held
+def _unlock(app: Celery, held: tuple[Any, str, str]) -> None:
+    client, token, key = held
     if client is None:
         return
-    key = runtime_of(app).keys.reconcile_lock()
     # Delete only our own lock (compare-and-delete).
     client.eval(
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
@@ -92,7 +112,7 @@ def reconcile_once(app: Celery, *, stale_after_s: float | None = None) -> Reconc
     settings = runtime.settings
     ledger: Ledger = runtime.ledger
     stale_after = settings.reconciler_stale_after_s if stale_after_s is None else stale_after_s
-    report = ReconcileReport()
+    report = recover_dead_workers(app)
     held = _lock(app, ttl_s=max(5, settings.reconciler_stale_after_s))
     if held is None:
         report.locked = True
@@ -113,6 +133,103 @@ def reconcile_once(app: Celery, *, stale_after_s: float | None = None) -> Reconc
             len(report.reduces),
         )
     return report
+
+
+def recover_dead_workers(app: Celery, report: ReconcileReport | None = None) -> ReconcileReport:
+    """Put back in the queue the open tasks of every worker whose heartbeat lapsed."""
+    report = report or ReconcileReport()
+    runtime = runtime_of(app)
+    settings = runtime.settings
+    if settings.mode is not Mode.DISTRIBUTED:
+        return report
+    client = redis_client(settings.state_url)
+    dead = dead_incarnations(client, runtime.keys)
+    if dead:
+        # Look again after half a beat: when Redis itself stalled past the TTL, every worker's
+        # heartbeat lapsed at once, and the live ones beat again within that time.
+        time.sleep(settings.worker_heartbeat_interval_s / 2)
+        dead = [entry for entry in dead_incarnations(client, runtime.keys) if entry in dead]
+    if not dead:
+        return report
+    lock_s = max(5, int(settings.worker_heartbeat_ttl_s))
+    held = _lock(app, ttl_s=lock_s, key=runtime.keys.worker_recovery_lock())
+    if held is None:
+        return report  # another worker is recovering them right now
+    try:
+        for incarnation, hostname in dead:
+            tasks = claim_holdings(client, runtime.keys, hostname, incarnation)
+            if tasks is None:
+                continue  # its heartbeat came back
+            report.dead_workers.append(hostname)
+            try:
+                _recover_tasks(app, runtime.ledger, tasks, report)
+            except Exception:
+                # Give them back: the next pass (here or on another worker) tries again.
+                return_holdings(client, runtime.keys, hostname, incarnation, tasks)
+                raise
+    finally:
+        _unlock(app, held)
+    if report.restored or report.redispatched:
+        logger.warning(
+            "recovered %d task(s) of dead worker(s) %s (%d restored, %d re-published)",
+            len(report.restored) + len(report.redispatched),
+            ", ".join(report.dead_workers),
+            len(report.restored),
+            len(report.redispatched),
+        )
+    return report
+
+
+def _recover_tasks(
+    app: Celery, ledger: Ledger, tasks: list[HeldTask], report: ReconcileReport
+) -> None:
+    """Restore the original message of each open task; re-publish the ones the broker lost."""
+    by_job: dict[str, list[HeldTask]] = defaultdict(list)
+    for task in tasks:
+        by_job[task.job_id].append(task)
+    open_tasks: list[HeldTask] = []
+    for job_id, held in by_job.items():
+        try:
+            job = ledger.get_job(job_id)
+        except JobNotFoundError:
+            report.recorded.extend(task.task_id for task in held)  # expired: nothing to run
+            continue
+        for task in held:
+            finished = job.status in TERMINAL or (
+                task.task_id != reduce_task_id(job_id)
+                and ledger.get_result(job_id, task.task_id) is not None
+            )
+            if finished:
+                report.recorded.append(task.task_id)
+            else:
+                open_tasks.append(task)
+    restored = _restore_originals(app, [task.tag for task in open_tasks])
+    lost: dict[str, list[str]] = defaultdict(list)
+    for task in open_tasks:
+        if task.tag in restored:
+            report.restored.append(task.task_id)
+        else:
+            lost[task.job_id].append(task.task_id)
+    for job_id, task_ids in lost.items():
+        _reconcile_job(app, ledger, job_id, task_ids, report)
+
+
+def _restore_originals(app: Celery, tags: list[str]) -> set[str]:
+    """Put unacked messages back in their queue with kombu's own restore; return the tags that
+    the broker still held."""
+    restored: set[str] = set()
+    if not tags:
+        return restored
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        qos = channel.qos
+        with channel.conn_or_acquire() as client:
+            for tag in tags:
+                if client.hget(qos.unacked_key, tag) is None:
+                    continue  # acked meanwhile, already restored, or lost with the broker
+                qos.restore_by_tag(tag, client=client)
+                restored.add(tag)
+    return restored
 
 
 def _reconcile_job(

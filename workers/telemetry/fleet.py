@@ -21,48 +21,15 @@ from workers.core.keys import Keys
 from workers.core.names import DEFAULT_QUEUE, PUBLISHED_HEADER
 from workers.core.redis_client import redis_client, translated
 from workers.core.settings import Mode, Settings, load_settings
-from workers.telemetry.histograms import histogram_percentile
-from workers.telemetry.process import PROCESS_TTL_S
+from workers.telemetry.fleet_workers import worker_figures
 from workers.telemetry.registry import MetricsRegistry
 from workers.telemetry.store import MetricsStore, as_ints, store_for
+from workers.telemetry.windows import add_into, window_figures
 
 QUEUE = DEFAULT_QUEUE
 PRIORITY_SEPARATOR = "\x06\x16"
 PRIORITY_STEPS = (0, 3, 6, 9)
 QUANTILES = {"p50": "0.5", "p95": "0.95", "p99": "0.99"}
-
-
-def _figures(fields: dict[str, int], seconds: float) -> dict[str, Any]:
-    tasks = fields.get("n", 0)
-    units = fields.get("units", 0)
-    run_hist = {int(k[2:]): v for k, v in fields.items() if k.startswith("h:")}
-    wait_hist = {int(k[2:]): v for k, v in fields.items() if k.startswith("w:")}
-    waited = fields.get("waited", 0)
-
-    def rounded(value: float | None) -> float | None:
-        return None if value is None else round(value, 3)
-
-    return {
-        "tasks": tasks,
-        "failed_tasks": fields.get("fail", 0),
-        "retries": fields.get("retry", 0),
-        "items": units,
-        "failed_items": fields.get("ufail", 0),
-        "throughput": round(tasks / seconds, 3),
-        "items_per_s": round(units / seconds, 3),
-        "error_rate": round(fields.get("ufail", 0) / units, 6) if units else 0.0,
-        "avg_latency": round(fields.get("run_us", 0) / tasks / 1000, 3) if tasks else None,
-        "p50": rounded(histogram_percentile(run_hist, 0.50)),
-        "p95": rounded(histogram_percentile(run_hist, 0.95)),
-        "p99": rounded(histogram_percentile(run_hist, 0.99)),
-        "queue_wait_avg_ms": round(fields.get("wait_us", 0) / waited / 1000, 3) if waited else None,
-        "queue_wait_p95_ms": rounded(histogram_percentile(wait_hist, 0.95)),
-    }
-
-
-def _sum(into: dict[str, int], fields: dict[str, int]) -> None:
-    for key, value in fields.items():
-        into[key] = into.get(key, 0) + value
 
 
 def queue_figures(settings: Settings) -> dict[str, Any]:
@@ -122,64 +89,18 @@ def get_metrics(
     for position, skill in enumerate(skills):
         fields: dict[str, int] = {}
         for entry in hashes[position * len(buckets) : (position + 1) * len(buckets)]:
-            _sum(fields, as_ints(entry))
+            add_into(fields, as_ints(entry))
         if fields.get("n") or fields.get("retry"):
-            by_skill[skill] = _figures(fields, seconds)
-            _sum(fleet_fields, fields)
+            by_skill[skill] = window_figures(fields, seconds)
+            add_into(fleet_fields, fields)
 
-    fresh = now - PROCESS_TTL_S
-    worker_names = sorted(store.members(keys.metrics_workers(), fresh))
-    process_ids = sorted(store.members(keys.metrics_processes(), fresh))
-    worker_rows = store.hashes([keys.metrics_worker(name) for name in worker_names])
-    process_rows = store.hashes([keys.metrics_process(pid) for pid in process_ids])
-    workers: dict[str, dict[str, Any]] = {}
-    by_pid: dict[str, str] = {}
-    for name, row in zip(worker_names, worker_rows, strict=True):
-        if not row:
-            continue
-        counts = as_ints(row)
-        workers[name] = {
-            "pool_size": counts.get("pool_size", 0),
-            "active": counts.get("active", 0),
-            "reserved": counts.get("reserved", 0),
-            "pid": counts.get("pid", 0),
-            "rss_mb": 0.0,
-            "processes": [],
-        }
-        by_pid[row.get("pid", "")] = name
-    for row in process_rows:
-        if not row:
-            continue
-        owner = by_pid.get(row.get("pid", "")) or by_pid.get(row.get("ppid", ""))
-        owner = owner or row.get("hostname") or "unknown"
-        worker = workers.setdefault(
-            owner,
-            {
-                "pool_size": 0,
-                "active": 0,
-                "reserved": 0,
-                "pid": 0,
-                "rss_mb": 0.0,
-                "processes": [],
-            },
-        )
-        rss = float(row.get("rss_mb", 0.0))
-        worker["rss_mb"] = round(worker["rss_mb"] + rss, 2)
-        worker["processes"].append(
-            {
-                "pid": int(row.get("pid", 0)),
-                "rss_mb": rss,
-                "cpu_percent": float(row.get("cpu_percent", 0.0)),
-                "memory_limit_mb": int(float(row.get("memory_limit_mb", 0))),
-                "tasks": int(row.get("tasks", 0)),
-            }
-        )
+    workers = worker_figures(store, keys, now, buckets, seconds)
 
     queue = queue_figures(settings)
     reserved = sum(worker["reserved"] for worker in workers.values())
     active = sum(worker["active"] for worker in workers.values())
     queue.update(reserved=reserved, active=active, depth=queue["queued"] + reserved + active)
-    fleet = _figures(fleet_fields, seconds)
+    fleet = window_figures(fleet_fields, seconds)
     fleet_mb = round(sum(worker["rss_mb"] for worker in workers.values()), 2)
     return {
         "at": now,
@@ -197,7 +118,22 @@ def get_metrics(
         "skills": by_skill,
         "workers": workers,
         "queue": queue,
+        "tuner": tuner_figures(store, keys),
     }
+
+
+def tuner_figures(store: MetricsStore, keys: Keys) -> dict[str, Any] | None:
+    """What the acting tuner last published: replica recommendation, decisions by action."""
+    (row,) = store.hashes([keys.tuner_fleet()])
+    if not row:
+        return None
+    decisions = {
+        k[len("decisions:") :]: int(v) for k, v in row.items() if k.startswith("decisions:")
+    }
+    figures: dict[str, Any] = {"decisions": decisions, "holder": row.get("holder")}
+    for name in ("desired_replicas", "raw_replicas", "capacity_per_replica", "depth", "at"):
+        figures[name] = float(row[name]) if name in row else None
+    return figures
 
 
 def metrics_registry(metrics: dict[str, Any]) -> MetricsRegistry:
@@ -255,8 +191,38 @@ def metrics_registry(metrics: dict[str, Any]) -> MetricsRegistry:
         put("skill_tasks", "Tasks finished in the window per skill", figures["tasks"], skill=skill)
     for worker, figures in metrics["workers"].items():
         put("worker_memory_mb", "RSS of a worker's processes", figures["rss_mb"], worker=worker)
+        put(
+            "worker_cpu_percent",
+            "CPU of a worker's processes",
+            figures["cpu_percent"],
+            worker=worker,
+        )
         for name in ("pool_size", "active", "reserved"):
             put(f"worker_{name}", f"Worker {name}", figures[name], worker=worker)
+        put(
+            "worker_throughput_tasks_per_s",
+            "Tasks per second per worker",
+            figures.get("throughput"),
+            worker=worker,
+        )
+        put(
+            "worker_avg_latency_ms",
+            "Mean run time per worker",
+            figures.get("avg_latency"),
+            worker=worker,
+        )
+    tuner = metrics.get("tuner")
+    if tuner:
+        for name, description in (
+            ("desired_replicas", "Worker replicas the tuner recommends (with hysteresis)"),
+            ("capacity_per_replica", "Tuned pool size per worker replica"),
+        ):
+            put(f"tuner_{name}", description, tuner[name])
+        decisions = registry.create_counter(
+            "tuner_decisions_total", "Tuner decisions by action", labels=("action",)
+        )
+        for action, count in sorted(tuner["decisions"].items()):
+            decisions.labels(action=action).increment(count)
     return registry
 
 

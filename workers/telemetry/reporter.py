@@ -2,7 +2,9 @@
 
 Per task (in the process that runs it): queue wait (publish to start, from a header stamped at
 publish time), run time, outcome, retries, by skill; RSS before and after. Per process: RSS and
-CPU (psutil). Per worker (main process): pool size, active and reserved requests.
+CPU (psutil). Per worker (its Celery hostname): the same task windows summed over its processes
+(and running totals the tuner differences), and from the main process its pool
+(``workers.telemetry.sampler``).
 
 The signal handlers only add to in-process dicts; a background thread per process swaps them
 out and writes one pipeline per flush (``metrics_flush_interval_s``), into 10 s buckets that
@@ -74,6 +76,7 @@ class Reporter:
         self._lock = threading.Lock()
         self._started: dict[str, tuple[float, float | None, int]] = {}
         self._windows: dict[tuple[str, int], dict[str, int]] = {}
+        self._worker_windows: dict[int, dict[str, int]] = {}
         self._jobs: dict[str, dict[str, int]] = {}
         self._tasks_done = 0
         self._pid = 0
@@ -130,6 +133,18 @@ class Reporter:
                 window["wait_us"] = window.get("wait_us", 0) + wait_us
                 field = f"w:{latency_bucket(wait_us / 1000)}"
                 window[field] = window.get(field, 0) + 1
+            mine = self._worker_windows.get(bucket)
+            if mine is None:
+                mine = self._worker_windows[bucket] = {}
+            mine["n"] = mine.get("n", 0) + 1
+            mine["units"] = mine.get("units", 0) + units
+            mine["run_us"] = mine.get("run_us", 0) + run_us
+            field = f"h:{run_index}"
+            mine[field] = mine.get(field, 0) + 1
+            if not ok:
+                mine["fail"] = mine.get("fail", 0) + 1
+            if failed_units:
+                mine["ufail"] = mine.get("ufail", 0) + failed_units
             if isinstance(job_id, str):
                 stats = self._jobs.get(job_id)
                 if stats is None:
@@ -159,6 +174,7 @@ class Reporter:
             self._pid = os.getpid()
             self._started = {}
             self._windows = {}
+            self._worker_windows = {}
             self._jobs = {}
             self._process = None
             self._stop = threading.Event()
@@ -207,6 +223,7 @@ class Reporter:
         """Write pending windows, job stats and this process's sample in one round trip."""
         with self._lock:
             windows, self._windows = self._windows, {}
+            mine, self._worker_windows = self._worker_windows, {}
             jobs, self._jobs = self._jobs, {}
         keys = self.keys
         now = time.time()
@@ -219,6 +236,8 @@ class Reporter:
         if windows:
             oldest = (now - self.settings.metrics_retention_s) // self.bucket_s
             ops.append(("zprune", keys.metrics_skills(), oldest))
+        if mine and self.hostname:
+            ops.extend(self._worker_ops(mine))
         for job_id, fields in jobs.items():
             ops.append(("hincr", keys.metrics_job(job_id), fields, self.settings.result_expires_s))
         sample = self.process_sample()
@@ -235,6 +254,20 @@ class Reporter:
             ops.append(("zprune", keys.metrics_workers(), now - PROCESS_TTL_S))
         check_process_memory(self.settings, sample["rss_mb"])
         self.store.write(ops)
+
+    def _worker_ops(self, windows: dict[int, dict[str, int]]) -> list[tuple[Any, ...]]:
+        """This process's share of its worker's windows, and the same added to its totals."""
+        ops: list[tuple[Any, ...]] = []
+        totals: dict[str, int] = {}
+        for bucket, fields in windows.items():
+            key = self.keys.metrics_bucket("worker", self.hostname, bucket)
+            ops.append(("hincr", key, fields, self.bucket_ttl_s))
+            for name, amount in fields.items():
+                if not name.startswith("h:"):
+                    totals[name] = totals.get(name, 0) + amount
+        totals_key = self.keys.metrics_worker_totals(self.hostname)
+        ops.append(("hincr", totals_key, totals, self.settings.metrics_retention_s))
+        return ops
 
 
 def _flush_loop(ref: weakref.ref[Reporter], stop: threading.Event, interval_s: float) -> None:

@@ -24,6 +24,7 @@ ROUTES = [
     ("GET", "/v1/cache"),
     ("POST", "/v1/cache/invalidate"),
     ("GET", "/v1/metrics"),
+    ("GET", "/v1/tuner"),
     ("GET", "/metrics"),
 ]
 
