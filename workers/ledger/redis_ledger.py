@@ -25,10 +25,15 @@ if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 local finished = 1
 redis.call('XADD', KEYS[2], '*', 'task_id', ARGV[1], 'outcome', ARGV[2], 'worker', ARGV[6])
 redis.call('ZREM', KEYS[3], ARGV[3])
-redis.call('HSET', KEYS[4], 'updated_at', ARGV[5])
-local failed = redis.call('HINCRBY', KEYS[4], 'failed_items', tonumber(ARGV[7]))
+-- A job whose record expired is not brought back as a hash of two fields.
+local exists = redis.call('EXISTS', KEYS[4]) == 1
+local failed = 0
+if exists then
+  redis.call('HSET', KEYS[4], 'updated_at', ARGV[5])
+  failed = redis.call('HINCRBY', KEYS[4], 'failed_items', tonumber(ARGV[7]))
+end
 -- A revoked job stays revoked, whatever copy of its tasks still finishes.
-if redis.call('HGET', KEYS[4], 'has_reduce') == '0' and
+if exists and redis.call('HGET', KEYS[4], 'has_reduce') == '0' and
    redis.call('HGET', KEYS[4], 'status') ~= 'revoked' and
    tonumber(redis.call('HGET', KEYS[4], 'total_tasks')) <= redis.call('HLEN', KEYS[1]) then
   -- Nothing is reported better than it was: failed items make the job partial or failed.
