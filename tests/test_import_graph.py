@@ -30,7 +30,7 @@ LAYERS = {
         "celery_app",
         "",  # workers/__init__.py: the lazily built app
     ],
-    "orchestrator": ["harness", "core", "tuner", "doctor", "api", "bench", "cli"],
+    "orchestrator": ["harness", "core", "batch", "tuner", "doctor", "api", "bench", "cli"],
 }
 FORBIDDEN = {
     "workers": {"tasks", "orchestrator"},

@@ -14,6 +14,7 @@ import typer
 from orchestrator.cli import (
     analyze,
     api,
+    batch,
     beat,
     cache,
     client,
@@ -39,6 +40,7 @@ app = typer.Typer(
 groups = (analyze, fleet, dlq, cache, beat, metrics, profile, client, flower, api, tuner, doctor)
 for group in groups:
     group.register(app)
+batch.register(app)
 
 
 def main() -> None:

@@ -57,6 +57,16 @@ class Keys:
     def idempotency(self, tenant: str, key_hash: str) -> str:
         return f"{self.prefix}:idem:{tenant}:{key_hash}"
 
+    # batch runs: the run record, its committed-chunk bitmap, the index of runs by tenant
+    def batch_run(self, run_id: str) -> str:
+        return f"{self.prefix}:batch:{run_id}"
+
+    def batch_chunks(self, run_id: str) -> str:
+        return f"{self.prefix}:batch:{run_id}:chunks"
+
+    def batch_runs(self, tenant: str) -> str:
+        return f"{self.prefix}:batches:{tenant}"
+
     # API
     def api_key(self, key_hash: str) -> str:
         return f"{self.prefix}:apikey:{key_hash}"

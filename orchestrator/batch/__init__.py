@@ -1,0 +1,25 @@
+"""Batch runs: one skill over a streamed input, chunked, bounded in flight, resumable."""
+
+from orchestrator.batch.driver import BatchDriver, BatchOptions, DriverStats
+from orchestrator.batch.inputs import BatchInputError, InputSource, count_records, input_source
+from orchestrator.batch.record import RunCancelledError, RunNotFoundError, RunRecord, RunStore
+from orchestrator.batch.runs import BatchRequest, drive_run, open_run, open_store, plan_summary
+
+__all__ = [
+    "BatchDriver",
+    "BatchInputError",
+    "BatchOptions",
+    "BatchRequest",
+    "DriverStats",
+    "InputSource",
+    "RunCancelledError",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunStore",
+    "count_records",
+    "drive_run",
+    "input_source",
+    "open_run",
+    "open_store",
+    "plan_summary",
+]
