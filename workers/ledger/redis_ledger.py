@@ -104,9 +104,9 @@ class RedisLedger:
             pipe.hgetall(self._keys.job(job_id))
             pipe.hlen(self._keys.job_results(job_id))
             raw, done = pipe.execute()
-        if not raw:
-            raise JobNotFoundError(f"no job with id {job_id!r}")
         fields = {key.decode(): value.decode() for key, value in raw.items()}
+        if "job_id" not in fields:  # none, or the remains of an expired record
+            raise JobNotFoundError(f"no job with id {job_id!r}")
         return JobRecord(
             job_id=fields["job_id"],
             tenant=fields["tenant"],
