@@ -6,6 +6,7 @@ The CLI prints it, ``--json`` and the API carry it; a job whose items failed is 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from workers.ledger import Ledger
@@ -13,9 +14,14 @@ from workers.ledger import Ledger
 EXAMPLES = 5  # failed items shown per reason
 
 
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_NUMBER = re.compile(r"\b\d+(\.\d+)?\b")
+
+
 def reason_of(error: str) -> str:
-    """The reason part of an error line, without the value that varies (path, number...)."""
-    head = error.split(";", 1)[0]
+    """The reason of an error line: its first clause with quoted values and numbers elided,
+    so items that failed the same way group together (the examples keep the full lines)."""
+    head = _NUMBER.sub("N", _QUOTED.sub("'...'", error.split(";", 1)[0]))
     return head if len(head) <= 160 else head[:157] + "..."
 
 

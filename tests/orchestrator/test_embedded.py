@@ -206,3 +206,22 @@ def test_two_sessions_one_after_the_other(session_for: Callable[..., Session]) -
         job, _ = run(session, goal)
         assert job.status == "succeeded", job.error
         session.close()
+
+
+def test_failures_group_by_reason_whatever_the_path() -> None:
+    from orchestrator.core.outcomes import summarize_failures
+
+    outcomes = [
+        [
+            {
+                "ok": False,
+                "error": f"path '{name}' is not a regular file",
+                "type": "E",
+                "item": name,
+            }
+            for name in ("a.txt", "b/c.txt", "d.txt")
+        ]
+    ]
+    [group] = summarize_failures(outcomes, limit=2)["by_reason"]
+    assert (group["reason"], group["count"]) == ("path '...' is not a regular file", 3)
+    assert [example["item"] for example in group["examples"]] == ["a.txt", "b/c.txt"]
