@@ -66,9 +66,37 @@ def analyze_code(params: AnalyzeCodeInput, context: SkillContext) -> dict[str, A
     path = confine(params.path, context.settings.allowed_roots)
     if not path.is_file():
         raise AccessDeniedError(f"path {params.path!r} is not a regular file")
-    data = path.read_bytes()[: context.settings.max_file_bytes]
-    text = data.decode("utf-8", errors="replace")
-    return analyze_text(text, path.name, str(path), hashlib.sha256(data).hexdigest())
+    limit = context.settings.max_file_bytes
+    with path.open("rb") as handle:
+        data = handle.read(limit)
+        size_bytes = len(data) + len(handle.read(1))  # one byte past the limit tells a cut
+    digest = hashlib.sha256(data).hexdigest()
+    if is_binary(data):
+        return {"path": str(path), "language": "binary", "binary": True, "sha256": digest}
+    result = analyze_text(data.decode("utf-8", errors="replace"), path.name, str(path), digest)
+    if size_bytes > limit:
+        result["truncated"] = True
+        result["size_bytes"] = path.stat().st_size
+        result["analyzed_bytes"] = limit
+    return result
+
+
+BINARY_SAMPLE_BYTES = 8192
+_TEXT_CONTROLS = frozenset(b"\t\n\r\f\b\x1b")
+
+
+def is_binary(data: bytes) -> bool:
+    """True for content that is not text: a NUL byte or over 30% control bytes in its head.
+
+    The same rule as git's and grep's: text files essentially never hold NUL bytes.
+    """
+    sample = data[:BINARY_SAMPLE_BYTES]
+    if b"\0" in sample:
+        return True
+    if not sample:
+        return False
+    controls = sum(1 for byte in sample if byte < 32 and byte not in _TEXT_CONTROLS)
+    return controls / len(sample) > 0.3
 
 
 def analyze_text(text: str, filename: str, shown_path: str, digest: str = "") -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workers.skills.spec import SkillSpec
 
@@ -17,17 +17,21 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The guide passes a file skill's path as ``file``: it is another name for ``path``.
+PATH_NAMES = AliasChoices("path", "file")
+
+
 class ReadFileInput(_Input):
-    path: str = Field(min_length=1, max_length=4096)
+    path: str = Field(min_length=1, max_length=4096, validation_alias=PATH_NAMES)
     max_bytes: int | None = Field(None, ge=1)
 
 
 class AnalyzeCodeInput(_Input):
-    path: str = Field(min_length=1, max_length=4096)
+    path: str = Field(min_length=1, max_length=4096, validation_alias=PATH_NAMES)
 
 
 class SearchCodeInput(_Input):
-    path: str = Field(min_length=1, max_length=4096)
+    path: str = Field(min_length=1, max_length=4096, validation_alias=PATH_NAMES)
     pattern: str = Field(min_length=1, max_length=1000)
     regex: bool = False
     ignore_case: bool = False
@@ -46,6 +50,14 @@ class NoopInput(_Input):
 class SleepInput(_Input):
     ms: int = Field(100, ge=0, le=600_000)
     value: Any = None
+
+
+class RunTestsInput(_Input):
+    path: str = Field(".", min_length=1, max_length=4096, validation_alias=PATH_NAMES)
+    keyword: str | None = Field(None, min_length=1, max_length=1000, description="pytest -k")
+    timeout_s: float | None = Field(
+        None, gt=0, le=86_400, description="at most the task's soft time limit less 1 s"
+    )
 
 
 class EffectInput(_Input):
@@ -134,7 +146,7 @@ ANALYZE_CODE = SkillSpec(
     ),
     input_model=AnalyzeCodeInput,
     implementation="tasks.analyze:analyze_code",
-    version="2",
+    version="3",
     cacheable=True,
     file_param="path",
     keywords=("analyze", "analyse", "code", "complexity", "metrics", "lines", "functions"),
@@ -152,7 +164,10 @@ SEARCH_CODE = SkillSpec(
 
 REPORT = SkillSpec(
     name="report",
-    description="Reduce analyze_code results into a report: totals, largest files, hot spots.",
+    description=(
+        "Reduce analyze_code results into a report (totals, largest files, hot spots) and "
+        "search_code results into matches by file, with line numbers."
+    ),
     input_model=ReportInput,
     implementation="tasks.report:report",
     keywords=("report", "summary", "totals"),
@@ -213,6 +228,20 @@ EMBED = SkillSpec(
     extra="embed",
     requires=("numpy",),
     keywords=("embed", "embedding", "vector", "similarity"),
+)
+
+# Tests are not pure (they read clocks, files and the network): not cacheable. No file_param:
+# a directory is one run, not one run per file.
+RUN_TESTS = SkillSpec(
+    name="run_tests",
+    description=(
+        "Run pytest on a file or directory inside the allowed roots, in a subprocess with a "
+        "timeout; passed, failed and error counts and the failing test ids."
+    ),
+    input_model=RunTestsInput,
+    implementation="tasks.run_tests:run_tests",
+    cacheable=False,
+    keywords=("test", "tests", "pytest", "unittest", "verify"),
 )
 
 # HTTP is not pure (the same URL may answer differently each time): not cacheable.

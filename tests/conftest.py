@@ -78,6 +78,9 @@ def redis_settings(redis_url: str, key_prefix: str) -> Callable[..., Settings]:
             "redis_url": redis_url,
             "key_prefix": key_prefix,
             "allowed_roots": [ROOT],
+            # Test fleets run the probe skills through the API and submit in bulk.
+            "api_probe_skills_enabled": True,
+            "api_max_jobs_in_flight": 100_000,
             "task_time_limit_s": 20,
             "task_soft_time_limit_s": 18,
             "visibility_timeout_s": 30,

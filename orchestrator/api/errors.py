@@ -120,7 +120,10 @@ def install_handlers(app: FastAPI) -> None:
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": "ErrorResponse", "description": "No API key, or an unknown one."},
     403: {"model": "ErrorResponse", "description": "The key lacks the route's scope."},
-    429: {"model": "ErrorResponse", "description": "Past the key's request rate; see Retry-After."},
+    429: {
+        "model": "ErrorResponse",
+        "description": "Past the key's request rate or its tenant's jobs in flight; Retry-After.",
+    },
     503: {"model": "ErrorResponse", "description": "Redis is unreachable; retry later."},
 }
 

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from orchestrator.api.keystore import Principal
+from orchestrator.api.quotas import check_quota
 from orchestrator.api.services import Services, broker_translated
 from orchestrator.core.dispatcher import dispatch_plan, new_job_id, release
 from orchestrator.core.plan import GoalSpec
@@ -149,6 +150,7 @@ def submit(
             return replay, True
     try:
         plan = plan_goal(goal, services.settings, services.registry)
+        check_quota(services.settings, services.ledger, principal.tenant, plan)
     except GoalInputError as exc:  # name the fields, as for the body's own schema
         raise RequestValidationError(
             [{**problem, "loc": ("body", *problem["loc"])} for problem in exc.problems]

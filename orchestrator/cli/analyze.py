@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +19,26 @@ _settings = settings_or_exit
 
 
 def run_goal_cli(
-    goal: Any, settings: Settings, *, quiet: bool, attach: str | None = None
+    goal: Any,
+    settings: Settings,
+    *,
+    quiet: bool,
+    attach: str | None = None,
+    with_steps: bool = False,
+    outcomes_file: Path | None = None,
 ) -> dict[str, Any]:
     """Plan, dispatch and follow one goal (or attach to a running job) with a progress bar.
 
     The job id is printed as soon as the job is accepted; a Redis outage while waiting is
-    ridden out with a message. Returns the finished job, with its failures when items failed.
+    ridden out with a message. Returns the finished job, with its failures when items failed,
+    a summary per step with ``with_steps``, and every item's outcome written to
+    ``outcomes_file`` as JSON lines.
     """
     from orchestrator.core.dispatcher import attach_job, dispatch_plan, wait_job
     from orchestrator.core.outcomes import job_failures
     from orchestrator.core.planner import plan_goal
     from orchestrator.core.session import Session
+    from orchestrator.core.steps import job_outcomes, summarize_steps
     from workers.runtime import runtime_of
 
     with Session(settings) as session:
@@ -62,7 +72,23 @@ def run_goal_cli(
         shown = job.as_dict()
         if job.failed_items:
             shown["failures"] = job_failures(runtime.ledger, job.job_id)
+        if with_steps:
+            shown["steps"] = summarize_steps(job_outcomes(runtime.ledger, job.job_id))
+        if outcomes_file is not None:
+            write_outcomes(outcomes_file, job_outcomes(runtime.ledger, job.job_id))
         return shown
+
+
+def write_outcomes(path: Path, outcomes: Iterator[dict[str, Any]]) -> None:
+    """One JSON line per item: step, skill, index, item, ok, then result or error and type."""
+    try:
+        with path.open("w", encoding="utf-8") as handle:
+            for line in outcomes:
+                handle.write(json.dumps(line, default=str) + "\n")
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot write outcomes to {str(path)!r}: {exc.strerror}; pass a writable --out"
+        ) from exc
 
 
 def analyze(
@@ -118,7 +144,10 @@ def print_report(report: dict[str, Any], title: str, base: Path | None = None) -
         table.add_row("TODO/FIXME" if key == "todos" else key, f"{totals.get(key, 0):,}")
     table.add_row("parse errors", str(report.get("parse_errors", 0)))
     table.add_row("failed items", str(report.get("error_count", 0)))
+    table.add_row("binary files (skipped)", str(report.get("skipped_count", 0)))
+    table.add_row("truncated files", str(report.get("truncated_count", 0)))
     out.print(table)
+    print_skipped(report, shown)
     languages = Table(title="languages")
     languages.add_column("language")
     languages.add_column("files", justify="right")
@@ -140,14 +169,44 @@ def print_report(report: dict[str, Any], title: str, base: Path | None = None) -
     out.print(hot)
 
 
+def print_skipped(report: dict[str, Any], shown: Callable[[str], str]) -> None:
+    """Name the files not analyzed (binary) or analyzed only in part (over max_file_bytes)."""
+    skipped = report.get("skipped_files", [])
+    truncated = report.get("truncated_files", [])
+    if not skipped and not truncated:
+        return
+    table = Table(title="files skipped or cut (max_file_bytes)")
+    table.add_column("file")
+    table.add_column("why")
+    for row in skipped:
+        table.add_row(shown(row["path"]), f"skipped: {row['reason']}")
+    for row in truncated:
+        table.add_row(
+            shown(row["path"]),
+            f"truncated: {row['analyzed_bytes']:,} of {row['size_bytes']:,} bytes analyzed",
+        )
+    hidden = (
+        report.get("skipped_count", 0)
+        + report.get("truncated_count", 0)
+        - len(skipped)
+        - len(truncated)
+    )
+    if hidden > 0:
+        table.add_row(f"... and {hidden} more", "")
+    out.print(table)
+
+
 def run_command(
     goal_file: Path | None = typer.Argument(None, help="Goal spec, .json or .yaml."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole job as JSON."),
     attach: str | None = typer.Option(
         None, "--attach", help="Follow a job already running on the fleet, by its id."
     ),
+    outcomes_file: Path | None = typer.Option(
+        None, "--out", help="Write every item's outcome to this file as JSON lines."
+    ),
 ) -> None:
-    """Run a goal spec file and print the job's outcome.
+    """Run a goal spec file and print the job's outcome and a summary of each step.
 
     Exit codes: 0 succeeded, 3 partial (some items failed), 1 failed, 2 a bad goal or setting,
     4 the outcome is unknown (Redis unreachable; follow it again with --attach ID).
@@ -157,10 +216,16 @@ def run_command(
     settings = _settings()
     if (goal_file is None) == (attach is None):
         raise typer.BadParameter("give a goal file, or --attach JOB_ID to follow a running job")
+    if outcomes_file is not None and not outcomes_file.resolve().parent.is_dir():
+        raise typer.BadParameter(
+            f"--out {str(outcomes_file)!r}: its directory does not exist; create it first"
+        )
     goal = load_goal_file(goal_file) if goal_file is not None else None
-    job = run_goal_cli(goal, settings, quiet=as_json, attach=attach)
-    keys = ("job_id", "status", "done_tasks", "total_tasks", "items", "failed_items", "result")
-    shown = job if as_json else {key: job.get(key) for key in (*keys, "error")}
+    job = run_goal_cli(
+        goal, settings, quiet=as_json, attach=attach, with_steps=True, outcomes_file=outcomes_file
+    )
+    keys = ("job_id", "status", "done_tasks", "total_tasks", "items", "failed_items", "steps")
+    shown = job if as_json else {key: job.get(key) for key in (*keys, "result", "error")}
     out.print_json(json.dumps(shown))
     if not as_json and job["status"] != "succeeded":
         print_outcome(job)

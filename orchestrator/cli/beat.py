@@ -10,9 +10,19 @@ import typer
 from orchestrator.cli.support import console
 from workers.core.settings import Mode, Settings, load_settings
 
+# Scheduled jobs that --once leaves to their own command (they act on the fleet or the cache).
+RUN_ELSEWHERE = {
+    "victor-reconcile": "victor reconcile --once",
+    "victor-clear-expired-cache": "victor cache clear-expired",
+}
+
 
 def run_once(settings: Settings) -> dict[str, Any]:
-    """Run every scheduled maintenance job once, here, and return what each did."""
+    """Run the monitor, memory consolidation and episode clean-up once, here.
+
+    Returns what each did, and under ``skipped`` the other scheduled jobs with the command
+    that runs each of them once.
+    """
     from workers.maintenance.episodes import consolidate_memories, memories_for
     from workers.telemetry.alerts import Monitor
 
@@ -24,13 +34,19 @@ def run_once(settings: Settings) -> dict[str, Any]:
         },
         "monitor": Monitor(settings).check(),
     }
+    done["skipped"] = RUN_ELSEWHERE
     return done
 
 
 def beat(
     loglevel: str = typer.Option("INFO", "--loglevel", "-l"),
     once: bool = typer.Option(
-        False, "--once", help="Run each maintenance job once in this process, then exit."
+        False,
+        "--once",
+        help=(
+            "Run the monitor, memory consolidation and episode clean-up once in this process; "
+            "prints the command for the reconciler and cache clean-up."
+        ),
     ),
     show: bool = typer.Option(False, "--show", help="Print the schedule as JSON and exit."),
 ) -> None:

@@ -18,15 +18,23 @@ dlq_app = typer.Typer(
 )
 
 
-def _app() -> Any:
+DLQ_NEEDS_REDIS = (
+    "the dead-letter queue lives in the fleet's Redis: set VICTOR_REDIS_URL "
+    "(embedded mode keeps no ledger between runs)"
+)
+RECONCILE_NEEDS_REDIS = (
+    "victor reconcile re-dispatches unfinished tasks from the fleet's ledger in Redis: set "
+    "VICTOR_REDIS_URL (in embedded mode a job runs to its end inside one victor command; "
+    "there is nothing to reconcile)"
+)
+
+
+def _app(needs_redis: str = DLQ_NEEDS_REDIS) -> Any:
     from workers.celery_app.factory import create_app
 
     settings = load_settings()
     if settings.mode is not Mode.DISTRIBUTED:
-        console.print(
-            "[red]error:[/red] the dead-letter queue lives in the fleet's Redis: set "
-            "VICTOR_REDIS_URL (embedded mode keeps no ledger between runs)"
-        )
+        console.print(f"[red]error:[/red] {needs_redis}")
         raise typer.Exit(2)
     return create_app(settings)
 
@@ -87,7 +95,7 @@ def reconcile(
     """Re-dispatch ledger tasks accepted but not finished (what the beat task does)."""
     from workers.maintenance.reconciler import reconcile_once
 
-    app = _app()
+    app = _app(RECONCILE_NEEDS_REDIS)
     pause = interval_s or max(1.0, runtime_of(app).settings.reconciler_stale_after_s / 3)
     while True:
         report = reconcile_once(app)

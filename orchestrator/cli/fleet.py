@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from orchestrator.cli.support import console, out, settings_or_exit
+
+if TYPE_CHECKING:
+    from workers.skills.registry import SkillRegistry
 
 _settings = settings_or_exit
 RESIZABLE_POOL = "workers.pools.threads:ResizableThreadPool"
@@ -66,29 +70,46 @@ def worker(
 
 
 def skills(as_json: bool = typer.Option(False, "--json")) -> None:
-    """List installed skills (imports no skill implementation)."""
+    """List installed skills (imports no skill implementation).
+
+    A skill whose optional dependencies are missing is marked unavailable, with the extra
+    that installs it.
+    """
     from workers.skills.registry import load_registry
 
-    registry = load_registry()
-    rows = [
-        {
-            "name": spec.name,
-            "task": spec.task_name,
-            "description": spec.description,
-            "input": spec.input_model.model_json_schema(),
-        }
-        for spec in registry.specs()
-    ]
+    rows = skill_rows(load_registry())
     if as_json:
         out.print_json(json.dumps(rows))
         return
     table = Table(title="skills")
     table.add_column("name")
+    table.add_column("available")
     table.add_column("description")
     table.add_column("input fields")
-    for spec in registry.specs():
-        table.add_row(spec.name, spec.description, ", ".join(spec.input_model.model_fields))
+    for row in rows:
+        available = "yes" if row["available"] else f"no: pip install {row['install']}"
+        fields = ", ".join(row["input"].get("properties", {}))
+        table.add_row(row["name"], available, row["description"], fields)
     out.print(table)
+
+
+def skill_rows(registry: SkillRegistry) -> list[dict[str, Any]]:
+    """One row per declared skill; ``available`` is false when its extra is not installed."""
+    rows = []
+    for spec in registry.specs():
+        extra = registry.missing_extra(spec.name)
+        row: dict[str, Any] = {
+            "name": spec.name,
+            "task": spec.task_name,
+            "description": spec.description,
+            "input": spec.input_model.model_json_schema(),
+            "available": extra is None,
+        }
+        if extra is not None:
+            row["extra"] = extra
+            row["install"] = f"'victor-fleet[{extra}]'"
+        rows.append(row)
+    return rows
 
 
 def bench(

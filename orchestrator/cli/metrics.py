@@ -67,7 +67,7 @@ def render_fleet(metrics: dict[str, Any]) -> Table:
         f"queue depth {queue['depth']} = queued {queue['queued']} + reserved "
         f"{queue['reserved']} + active {queue['active']}; oldest queued "
         f"{'-' if oldest is None else f'{oldest:.1f} s'}; fleet RSS "
-        f"{metrics['memory_usage']['fleet_mb']:,.1f} MB"
+        f"{metrics['memory']['fleet_mb']:,.1f} MB"
     )
     return table
 

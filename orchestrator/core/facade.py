@@ -1,4 +1,11 @@
-"""The async Python facade of the performance guide: ``Orchestrator(settings=...)``."""
+"""The async Python facade of the performance guide: ``Orchestrator(settings=...)``.
+
+Every call the guide makes is a coroutine, awaited as the guide writes it. The cache, metrics
+and memory calls also run without an event loop on ``orchestrator.sync`` (the functions the
+CLI and the API call). Assignments on ``orchestrator.settings`` take effect at the next call:
+the parallel window, parallel_threshold, and the caches' bounds, TTLs and switches (the live
+caches are retuned, not emptied).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,20 @@ import asyncio
 import importlib
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
+from orchestrator.core.admin import AdminCalls, EpisodicMemoryCalls
 from orchestrator.core.plan import GoalSpec, Plan, PlannedStep, StepSpec
 from orchestrator.core.session import Session
 from workers.core.errors import JobError, PlanError
+from workers.core.paths import confine
 from workers.core.settings import Settings, load_settings
 from workers.runtime import runtime_of
+from workers.skills.executor import SkillExecutor
+
+# One dict for every tool, or one per tool (the guide writes both).
+ToolParameters = Mapping[str, Any] | list[dict[str, Any]] | None
 
 # Components of the guide's lazy_load_* settings and the modules that implement them.
 COMPONENT_MODULES: dict[str, tuple[str, ...]] = {
@@ -31,6 +45,8 @@ class Orchestrator:
         self.loaded_components: set[str] = set()
         self.planning = Planning(self)
         self.skills = Skills(self)
+        self.sync = AdminCalls(lambda: self.settings, self.load_component)
+        self.episodic_memory = EpisodicMemoryCalls(self.sync)
         for component in COMPONENT_MODULES:
             if not self._lazy(component):
                 self.load_component(component)
@@ -57,6 +73,12 @@ class Orchestrator:
                 self._session = Session(self.settings).start()
             return self._session
 
+    async def started_session(self) -> Session:
+        """The session, started in a thread (an embedded worker takes a moment to start)."""
+        if self._session is not None:
+            return self._session
+        return await asyncio.to_thread(lambda: self.session)
+
     async def close(self) -> None:
         if self._session is not None:
             session, self._session = self._session, None
@@ -69,9 +91,18 @@ class Orchestrator:
         await self.close()
 
     # --- running ------------------------------------------------------------------------
-    async def execute_tool(self, name: str, **params: Any) -> Any:
-        """Run one skill on the fleet and return its result (errors raise)."""
-        results = await self.execute_tools_parallel([name], [params], max_workers=1)
+    async def execute_tool(
+        self, name: str, parameters: Mapping[str, Any] | None = None, /, **params: Any
+    ) -> Any:
+        """Run one skill and return its value.
+
+        Parameters come as a dict, as keywords, or both. Input that does not fit the skill
+        raises ``SkillInputError`` naming the field before anything runs; a failure while it
+        runs raises ``JobError``.
+        """
+        results = await self.execute_tools_parallel(
+            [name], [{**(parameters or {}), **params}], max_workers=1
+        )
         outcome = results[0]
         if not outcome["ok"]:
             raise JobError(f"skill {name!r} failed: {outcome['error']}")
@@ -80,28 +111,28 @@ class Orchestrator:
     async def execute_tools_parallel(
         self,
         tools: list[str],
-        parameters: list[dict[str, Any]] | None = None,
+        parameters: ToolParameters = None,
         max_workers: int | None = None,
     ) -> list[dict[str, Any]]:
         """Run skills concurrently with a rolling window; results keep the request order.
 
-        Each result is ``{"tool", "ok", "value"}`` or ``{"tool", "ok": false, "error"}``. Below
-        ``parallel_threshold`` calls (or with parallel execution off) they run inline.
+        ``parameters``: one dict given to every tool, or a list with one dict per tool. Each
+        result is ``{"tool", "ok", "value"}`` or ``{"tool", "ok": false, "error"}``. Every input
+        is checked before anything runs. Below ``parallel_threshold`` calls (or with parallel
+        execution off) they run inline; ``max_workers`` defaults to ``max_parallel_workers``.
         """
-        parameters = parameters if parameters is not None else [{} for _ in tools]
-        if len(parameters) != len(tools):
-            raise PlanError(
-                f"{len(tools)} tools but {len(parameters)} parameter sets; pass one dict per tool"
-            )
+        per_tool = tool_parameters(tools, parameters)
         window = max_workers or self.settings.max_parallel_workers
         if window < 1:
             raise PlanError(f"max_workers={window} is invalid; pass 1 or more")
+        session = await self.started_session()
+        executor = runtime_of(session.app).executor
+        for tool, params in zip(tools, per_tool, strict=True):
+            check_input(executor, tool, params)
         steps = [
             PlannedStep(skill=tool, items=[params])
-            for tool, params in zip(tools, parameters, strict=True)
+            for tool, params in zip(tools, per_tool, strict=True)
         ]
-        for tool in tools:
-            runtime_of(self.session.app).registry.get(tool)
         inline = (not self.settings.parallel_execution_enabled) or (
             len(tools) < self.settings.parallel_threshold
         )
@@ -127,36 +158,58 @@ class Orchestrator:
         from orchestrator.core.dispatcher import dispatch_plan, wait_job
 
         plan = await self.planning.plan_for_goal(task)
-        handle = await asyncio.to_thread(dispatch_plan, self.session.app, plan)
+        session = await self.started_session()
+        handle = await asyncio.to_thread(dispatch_plan, session.app, plan)
         job = await asyncio.to_thread(wait_job, handle)
         return job.as_dict()
 
-    # --- caches, metrics, memory: delegated to the modules that own them -----------------
-    def get_cache_stats(self) -> dict[str, Any]:
-        from workers.cache import get_cache_stats
+    # --- caches, metrics, memory: ``self.sync`` holds the calls, awaited here in a thread --
+    async def get_cache_stats(self) -> dict[str, Any]:
+        """``hit_rate``, ``miss_rate``, ``current_size``, ``max_size``, ``evictions`` and the
+        rest of the caches' figures, summed over the fleet."""
+        return await asyncio.to_thread(self.sync.get_cache_stats)
 
-        return get_cache_stats(self.settings)
+    async def invalidate_cache(
+        self, cache_type: str | None = None, pattern: str = "*"
+    ) -> dict[str, Any]:
+        """Remove matching entries (``cache_type``: tool_selection, response, embedding, or
+        None for all; ``pattern``: a glob such as ``"*auth*"``) from L2 and every L1."""
+        return await asyncio.to_thread(self.sync.invalidate_cache, cache_type, pattern)
 
-    def invalidate_cache(self, cache_type: str | None = None, pattern: str = "*") -> dict[str, Any]:
-        from workers.cache import invalidate_cache
+    async def clear_expired_cache(self) -> dict[str, Any]:
+        """Drop expired entries now, in every process of the fleet."""
+        return await asyncio.to_thread(self.sync.clear_expired_cache)
 
-        return invalidate_cache(cache_type, pattern, settings=self.settings)
+    async def get_metrics(self) -> dict[str, Any]:
+        """``avg_latency`` (ms), ``error_rate`` (0..1), ``memory_usage`` (MB, the largest
+        process: compare it with ``memory_limit_mb``), and the per-skill and per-worker detail."""
+        return await asyncio.to_thread(self.sync.get_metrics)
 
-    def clear_expired_cache(self) -> dict[str, Any]:
-        from workers.cache import clear_expired_cache
+    async def consolidate_memories(self) -> dict[str, Any]:
+        """Turn finished jobs (episodes) into per-skill facts for the planner and the tuner."""
+        return await asyncio.to_thread(self.sync.consolidate_memories)
 
-        return clear_expired_cache(self.settings)
 
-    def get_metrics(self) -> dict[str, Any]:
-        from workers.telemetry.fleet import get_metrics
+def tool_parameters(tools: list[str], parameters: ToolParameters) -> list[dict[str, Any]]:
+    """One parameter dict per tool: a single dict is given (copied) to every tool."""
+    if parameters is None:
+        return [{} for _ in tools]
+    if isinstance(parameters, Mapping):
+        return [dict(parameters) for _ in tools]
+    if len(parameters) != len(tools):
+        raise PlanError(
+            f"{len(tools)} tools but {len(parameters)} parameter sets; pass one dict for "
+            "every tool, or a list with one dict per tool"
+        )
+    return [dict(params) for params in parameters]
 
-        return get_metrics(self.settings)
 
-    def consolidate_memories(self) -> dict[str, Any]:
-        self.load_component("memory")
-        from workers.maintenance.episodes import consolidate_memories
-
-        return consolidate_memories(self.settings)
+def check_input(executor: SkillExecutor, tool: str, params: dict[str, Any]) -> None:
+    """Refuse an unknown skill, input its model rejects (naming the field) or a file outside
+    the allowed roots, before anything is dispatched."""
+    spec, model = executor.validate(tool, params)
+    if spec.file_param:
+        confine(str(getattr(model, spec.file_param)), executor.settings.allowed_roots)
 
 
 class Planning:
@@ -172,7 +225,7 @@ class Planning:
         from orchestrator.core.planner import goal_from_text, plan_goal
 
         settings = self._owner.settings
-        registry = runtime_of(self._owner.session.app).registry
+        registry = runtime_of((await self._owner.started_session()).app).registry
         if isinstance(goal, str):
             spec = goal_from_text(goal, settings, registry)
         elif isinstance(goal, dict):
@@ -222,7 +275,7 @@ class Skills:
         """Run a planned chain; returns the job with every task's outcomes by step."""
         from orchestrator.core.dispatcher import dispatch_plan, wait_job
 
-        app = self._owner.session.app
+        app = (await self._owner.started_session()).app
         handle = await asyncio.to_thread(dispatch_plan, app, chain)
         job = await asyncio.to_thread(wait_job, handle)
         events = runtime_of(app).ledger.events(handle.job_id, 0, len(handle.task_ids) + 1)

@@ -31,6 +31,11 @@ def load_goal_file(path: Path) -> GoalSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PlanError(f"cannot read goal file {str(path)!r}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise PlanError(
+            f"goal file {str(path)!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+            f"offset {exc.start}); save it as UTF-8 and run again"
+        ) from exc
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             data = yaml.safe_load(text)

@@ -87,8 +87,9 @@ def _check_items(
             else ("steps", number - 1, "params")
         )
         try:
-            spec.input_model.model_validate(item)
-            path = item.get(spec.file_param) if spec.file_param else None
+            model = spec.input_model.model_validate(item)
+            # Read through the model: the guide's `file` is an alias of `path`.
+            path = getattr(model, spec.file_param, None) if spec.file_param else None
             if isinstance(path, str) and position < explicit:
                 confine(path, settings.allowed_roots)
         except ValidationError as exc:

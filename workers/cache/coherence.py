@@ -168,6 +168,8 @@ def maintain(ref: Callable[[], Maintained | None], closed: threading.Event) -> N
             return
         try:
             manager.coherence.listen_once(0.2)
+            for cache in manager.caches.values():
+                cache.l1.fit()  # a size bound lowered on the live settings
             now = time.monotonic()
             settings = manager.settings
             if settings.cache_auto_invalidate:

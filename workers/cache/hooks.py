@@ -21,7 +21,9 @@ class CacheProvider:
     """Returns this process's cache manager for one settings object (created on first use).
 
     Kept by the runtime, so the manager lives as long as the app; after a fork the child
-    builds its own (threads and sockets do not cross a fork).
+    builds its own (threads and sockets do not cross a fork). A manager built on another
+    settings object with equal values is asked for again at each use: once this object's
+    values move away from it, the registry gives this object a manager of its own.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -30,10 +32,16 @@ class CacheProvider:
         self._forks = -1
 
     def __call__(self) -> CacheManager:
-        if self._manager is None or self._forks != forks() or self._manager.closed:
-            self._manager = cache_manager(self.settings)
+        manager = self._manager
+        if (
+            manager is None
+            or manager.closed
+            or manager.settings is not self.settings
+            or self._forks != forks()
+        ):
+            manager = self._manager = cache_manager(self.settings)
             self._forks = forks()
-        return self._manager
+        return manager
 
     @property
     def started(self) -> CacheManager | None:

@@ -1,4 +1,8 @@
-"""L1: an in-process LRU bounded by entries and bytes, with a TTL that a hit does not extend."""
+"""L1: an in-process LRU bounded by entries and bytes, with a TTL that a hit does not extend.
+
+The bounds may be callables read at each store: raising one takes effect at once (the store
+grows in place), lowering one evicts the oldest entries at the next store or ``fit()``.
+"""
 
 from __future__ import annotations
 
@@ -79,11 +83,42 @@ class LRUStore:
                 self.bytes -= old[2]
             self._data[key] = (value, self._clock() + ttl_s, size)
             self.bytes += size
-            while len(self._data) > max_entries or self.bytes > max_bytes:
-                _, evicted = self._data.popitem(last=False)
-                self.bytes -= evicted[2]
-                self.evictions += 1
+            self._evict_locked(max_entries, max_bytes)
         return True
+
+    def _evict_locked(self, max_entries: int, max_bytes: int) -> int:
+        """Drop the oldest entries until both bounds hold; call with the lock held."""
+        count = 0
+        while self._data and (len(self._data) > max_entries or self.bytes > max_bytes):
+            _, evicted = self._data.popitem(last=False)
+            self.bytes -= evicted[2]
+            count += 1
+        self.evictions += count
+        return count
+
+    def fit(self) -> int:
+        """Evict down to the current bounds (after a bound was lowered); returns how many."""
+        max_entries, max_bytes = self.max_entries, self.max_bytes
+        with self._lock:
+            if len(self._data) <= max_entries and self.bytes <= max_bytes:
+                return 0
+            return self._evict_locked(max_entries, max_bytes)
+
+    def copy_from(self, other: LRUStore) -> int:
+        """Take ``other``'s live entries (same expiry, same order) that are not here yet, then
+        fit the bounds; returns how many were taken."""
+        now = other._clock()
+        with other._lock:
+            entries = [(key, entry) for key, entry in other._data.items() if entry[1] > now]
+        taken = 0
+        with self._lock:
+            for key, entry in entries:
+                if key not in self._data:
+                    self._data[key] = entry
+                    self.bytes += entry[2]
+                    taken += 1
+            self._evict_locked(self.max_entries, self.max_bytes)
+        return taken
 
     def delete(self, key: str) -> bool:
         with self._lock:

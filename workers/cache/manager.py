@@ -148,6 +148,15 @@ class CacheManager:
                 f"no cache named {name!r}; known caches: {', '.join(CACHE_NAMES)}"
             ) from None
 
+    def seed_from(self, other: CacheManager) -> int:
+        """Start each L1 with ``other``'s live entries (settings that moved away from a shared
+        manager keep their warm entries); returns how many were taken."""
+        taken = 0
+        for name, cache in self.caches.items():
+            taken += cache.l1.copy_from(other.caches[name].l1)
+            cache.changed = True
+        return taken
+
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> CacheManager:
         """Subscribe to invalidations (now, so no fill escapes them) and start maintenance."""

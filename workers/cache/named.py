@@ -372,6 +372,7 @@ class NamedCache:
 
     def stats(self) -> dict[str, Any]:
         """This process's figures for this cache, and per namespace when it has some."""
+        self.l1.fit()  # a lowered size bound shows in the figures at once
         total = Counters()
         with self._lock:
             namespaces = {label: Counters(**vars(c)) for label, c in self._counters.items()}

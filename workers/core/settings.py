@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -179,6 +180,10 @@ class Settings(BaseSettings):
     api_rate_window_s: int = Field(60, ge=1, le=86_400)
     api_idempotency_ttl_s: int = Field(86_400, ge=60, le=2_592_000)
     api_public_metrics: bool = False
+    # Per tenant, read by orchestrator/api/quotas.py when a job is submitted.
+    api_probe_skills_enabled: bool = False  # leak, effect, sleep: test probes, off for tenants
+    api_max_items_per_job: int = Field(10_000, ge=1, le=10_000_000)
+    api_max_jobs_in_flight: int = Field(20, ge=1, le=100_000)
     api_url: str = "http://127.0.0.1:8000"
     api_key: SecretStr = SecretStr("")
     flower_basic_auth: SecretStr = SecretStr("")
@@ -207,6 +212,17 @@ class Settings(BaseSettings):
             super().__setattr__(name, value)
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from exc
+
+    @field_validator(
+        "tool_selection_cache_ttl", "response_cache_ttl", "embedding_cache_ttl", mode="before"
+    )
+    @classmethod
+    def _whole_ttl_seconds(cls, value: Any) -> Any:
+        # The guide scales TTLs on a live system (``settings.tool_selection_cache_ttl *= 1.5``):
+        # a fractional result rounds up to whole seconds instead of failing.
+        if isinstance(value, float) and math.isfinite(value) and not value.is_integer():
+            return math.ceil(value)
+        return value
 
     @field_validator("cache_dir")
     @classmethod

@@ -73,6 +73,14 @@ class SkillRegistry:
                 self._loaded[name] = function
         return function
 
+    def missing_extra(self, name: str) -> str | None:
+        """The extra that installs ``name`` when its dependencies are absent, else ``None``.
+
+        Looks the required modules up without importing them or the implementation.
+        """
+        spec = self.get(name)
+        return (spec.extra or spec.name) if _requirement_missing(spec) else None
+
     def load_all(self) -> None:
         """Import every implementation whose dependencies are installed (eager mode)."""
         for name in self.names():
@@ -89,14 +97,19 @@ def _missing_extra(spec: SkillSpec) -> MissingExtraError:
     )
 
 
-def _import_implementation(spec: SkillSpec) -> SkillFunction:
+def _requirement_missing(spec: SkillSpec) -> bool:
     for module_name in spec.requires:
         try:
-            found = importlib.util.find_spec(module_name)
-        except ModuleNotFoundError as exc:  # a dotted requirement whose parent is missing
-            raise _missing_extra(spec) from exc
-        if found is None:
-            raise _missing_extra(spec)
+            if importlib.util.find_spec(module_name) is None:
+                return True
+        except ModuleNotFoundError:  # a dotted requirement whose parent is missing
+            return True
+    return False
+
+
+def _import_implementation(spec: SkillSpec) -> SkillFunction:
+    if _requirement_missing(spec):
+        raise _missing_extra(spec)
     module_name, _, attribute = spec.implementation.partition(":")
     try:
         module = importlib.import_module(module_name)
