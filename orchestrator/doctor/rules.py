@@ -113,6 +113,7 @@ def cache_findings(settings: Settings, cache: dict[str, Any]) -> list[Finding]:
         evictions, expirations = int(stats.get("evictions", 0)), int(stats.get("expirations", 0))
         if evictions and name in _CACHE_SIZE:
             setting = _CACHE_SIZE[name]
+            size = int(getattr(settings, setting))
             found.append(
                 Finding(
                     "cache",
@@ -120,7 +121,7 @@ def cache_findings(settings: Settings, cache: dict[str, Any]) -> list[Finding]:
                     f"the {name} cache has a {rate} and evicted {evictions} entries: it is "
                     "smaller than the working set",
                     setting,
-                    int(getattr(settings, setting)) * 2,
+                    max(2 * size, size + evictions),  # room for what it had to throw away
                 )
             )
         elif expirations and name in _CACHE_TTL:
