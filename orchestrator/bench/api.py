@@ -50,7 +50,10 @@ def api_process(env: BenchRedis, **settings: str) -> Iterator[tuple[str, str]]:
         **os.environ,
         **env.env(),
         "VICTOR_API_KEYS_FILE": str(keys_file),
+        # A load generator, not a tenant: lift the per-key limits a shared fleet keeps on.
         "VICTOR_API_RATE_LIMIT": "10000000",
+        "VICTOR_API_MAX_JOBS_IN_FLIGHT": "100000",
+        "VICTOR_API_PROBE_SKILLS_ENABLED": "true",
         **settings,
     }
     command = [str(Path(sys.executable).parent / "victor"), "api", "--port", str(port)]

@@ -36,7 +36,7 @@ def test_a_goal_whose_items_all_fail_shows_them_and_writes_them_with_out(
     assert job["status"] == "failed"
     [step] = job["steps"]
     assert (step["items"], step["succeeded"], step["failed"]) == (2, 0, 2)
-    assert "path 'a.txt' is not a regular file" in flat(result.stderr)
+    assert "2 x AccessDeniedError: path '...' is not a regular file" in flat(result.stderr)
     lines = [json.loads(line) for line in (tmp_path / "outcomes.jsonl").read_text().splitlines()]
     assert [(line["index"], line["ok"], line["item"]) for line in lines] == [
         (0, False, {"path": "a.txt"}),
