@@ -227,7 +227,11 @@ def _new_client(policy: FetchPolicy) -> httpx.Client:
     transport = httpx.HTTPTransport(trust_env=False)
     # httpx has no public hook for the network backend: give the transport a pool that has one.
     transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(), network_backend=_CheckedBackend(policy)
+        ssl_context=httpx.create_ssl_context(),
+        network_backend=_CheckedBackend(policy),
+        # No cap of its own (httpcore's default is 10): the worker's pool size, which the tuner
+        # sets, bounds the requests this process has in flight.
+        max_connections=None,
     )
     return httpx.Client(
         transport=transport,

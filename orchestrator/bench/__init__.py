@@ -15,6 +15,7 @@ GROUPS: dict[str, str] = {
     "metrics": "orchestrator.bench.metrics:run",
     "streaming": "orchestrator.bench.streaming:run",
     "api": "orchestrator.bench.api:run",
+    "tuner": "orchestrator.bench.tuner:run",
 }
 
 SIZES = ("tiny", "default", "full")

@@ -1,7 +1,8 @@
 """Pick the next pool size of one worker from its latest sample: pure policy, no I/O.
 
-Hill climbing on throughput against pool size (each size against its neighbours one step away),
-after guards on memory, bounds and demand.
+Hill climbing on throughput against pool size (each size against its nearest measured
+neighbours within a step, and one-slot probes between two sizes a step apart when the peak may
+lie between them), after guards on memory, bounds and demand.
 """
 
 from __future__ import annotations
@@ -183,8 +184,9 @@ def _climb(
     per_slot = _rss_per_slot(state, sample, bounds)
     fits = sample.active + math.floor((line - sample.rss_mb) / per_slot + _EPSILON)
     ceiling = min(bounds.max_concurrency, fits)
-    up = min(size + bounds.max_step, ceiling) if ceiling > size else None
-    down = max(size - bounds.max_step, bounds.min_concurrency)
+    # A neighbour is the nearest size measured within a step, else a full step away.
+    up = _neighbour(state, size, min(size + bounds.max_step, ceiling)) if ceiling > size else None
+    down = _neighbour(state, size, max(size - bounds.max_step, bounds.min_concurrency))
     above = state.records.get(str(up)) if up is not None else None
     below = state.records.get(str(down)) if down < size else None
     below_latency = below.latency_ms if below is not None else None
@@ -225,10 +227,61 @@ def _climb(
     if down < size and below is None:
         detail = f"{rate:.1f}/s at {size}, {blocked}; probing {down}"
         return _decide(state, sample, size, down, "climb", note + detail)
+    between = _between(state, sample, size, bounds, (up, above), (down, below))
+    if between is not None and (up is None or above is not None):
+        return _decide(state, sample, size, between[0], "climb", note + between[1])
     lower = f"{down} did {below.throughput:.1f}/s" if below is not None else "at the minimum"
     best = f"best seen {state.best_size} ({state.best_throughput:.1f}/s)"
     detail = f"{note}{rate:.1f}/s here, {blocked}, {lower}; {best}"
     return _decide(state, sample, size, size, "climb", detail)
+
+
+def _between(
+    state: TunerState,
+    sample: TunerSample,
+    size: int,
+    bounds: TunerBounds,
+    *sides: tuple[int | None, SizeRecord | None],
+) -> tuple[int, str] | None:
+    """A size one slot toward a measured neighbour several slots away when the peak may lie
+    between: both neighbours clearly worse, or (after holding two cooldowns) this size and that
+    one level after a rise in proportion to the pool below them. Only once this size's latest
+    figure agrees with its average."""
+    rate, gain = state.records[str(size)].throughput, 1.0 + bounds.tolerance
+    latest = sample.completed / sample.interval_s if sample.interval_s > 0 else 0.0
+    measured = [(record.throughput, n) for n, record in sides if n is not None and record]
+    if abs(latest - rate) > bounds.tolerance * rate:
+        return None
+    far = [(throughput, n) for throughput, n in measured if abs(n - size) > 1]
+    if far and all(rate > throughput * gain for throughput, _ in measured):
+        throughput, toward = max(far)
+        finer = size + (1 if toward > size else -1)
+        return finer, f"{rate:.1f}/s at {size}, {toward} did {throughput:.1f}/s; probing {finer}"
+    held = sample.at - state.changed_at if state.changed_at is not None else math.inf
+    for throughput, n in far if held >= 2 * bounds.cooldown_s - _EPSILON else []:
+        if not rate / gain <= throughput <= rate * gain:
+            continue
+        low = min(n, size)
+        lower = _neighbour(state, low, max(low - bounds.max_step, bounds.min_concurrency))
+        base = state.records.get(str(lower)) if lower < low else None
+        level = state.records[str(low)].throughput
+        if base is not None and level >= base.throughput * (1 + 0.75 * (low - lower) / lower):
+            finer = size + (1 if n > size else -1)
+            detail = (
+                f"{rate:.1f}/s at {size}, {n} level ({throughput:.1f}/s) after rising in "
+                f"proportion from {lower}; probing {finer}"
+            )
+            return finer, detail
+    return None
+
+
+def _neighbour(state: TunerState, size: int, far: int) -> int:
+    """The measured size nearest to ``size`` on the way to ``far`` (inclusive), else ``far``."""
+    step = 1 if far > size else -1
+    for candidate in range(size + step, far + step, step):
+        if str(candidate) in state.records:
+            return candidate
+    return far
 
 
 def _record(state: TunerState, size: int, sample: TunerSample, bounds: TunerBounds) -> str:
