@@ -63,6 +63,21 @@ def _units(task_name: str, args: Any, kwargs: Any, retval: Any, ok: bool) -> tup
     return 1, 0 if ok else 1
 
 
+def _count_run(
+    window: dict[str, int], units: int, run_us: int, run_index: int, ok: bool, failed_units: int
+) -> None:
+    """Add one finished task to a window (a skill's or the worker's): the same fields in both."""
+    window["n"] = window.get("n", 0) + 1
+    window["units"] = window.get("units", 0) + units
+    window["run_us"] = window.get("run_us", 0) + run_us
+    field = f"h:{run_index}"
+    window[field] = window.get(field, 0) + 1
+    if not ok:
+        window["fail"] = window.get("fail", 0) + 1
+    if failed_units:
+        window["ufail"] = window.get("ufail", 0) + failed_units
+
+
 class Reporter:
     """Collects task figures of one app in this process and flushes them in the background."""
 
@@ -119,15 +134,7 @@ class Reporter:
             if retry:
                 window["retry"] = window.get("retry", 0) + 1
                 return
-            window["n"] = window.get("n", 0) + 1
-            window["units"] = window.get("units", 0) + units
-            window["run_us"] = window.get("run_us", 0) + run_us
-            field = f"h:{run_index}"
-            window[field] = window.get(field, 0) + 1
-            if not ok:
-                window["fail"] = window.get("fail", 0) + 1
-            if failed_units:
-                window["ufail"] = window.get("ufail", 0) + failed_units
+            _count_run(window, units, run_us, run_index, ok, failed_units)
             if wait_us is not None:
                 window["waited"] = window.get("waited", 0) + 1
                 window["wait_us"] = window.get("wait_us", 0) + wait_us
@@ -136,15 +143,7 @@ class Reporter:
             mine = self._worker_windows.get(bucket)
             if mine is None:
                 mine = self._worker_windows[bucket] = {}
-            mine["n"] = mine.get("n", 0) + 1
-            mine["units"] = mine.get("units", 0) + units
-            mine["run_us"] = mine.get("run_us", 0) + run_us
-            field = f"h:{run_index}"
-            mine[field] = mine.get(field, 0) + 1
-            if not ok:
-                mine["fail"] = mine.get("fail", 0) + 1
-            if failed_units:
-                mine["ufail"] = mine.get("ufail", 0) + failed_units
+            _count_run(mine, units, run_us, run_index, ok, failed_units)
             if isinstance(job_id, str):
                 stats = self._jobs.get(job_id)
                 if stats is None:
