@@ -247,8 +247,11 @@ def test_two_tenants_jobs_on_a_worker_do_not_share_response_entries(
     assert {key.split(b":", 2)[2] for key in alpha} == {key.split(b":", 2)[2] for key in beta}
     deadline = time.monotonic() + 10
     fleet = get_cache_stats(settings)
-    while time.monotonic() < deadline and fleet["caches"]["response"]["hits"] < 4:
-        time.sleep(0.2)  # the worker publishes its stats about once a second
+    # Each pool child publishes its own stats about once a second: wait for both children's.
+    while time.monotonic() < deadline and (
+        fleet["caches"]["response"]["hits"] < 4 or fleet["caches"]["response"]["computations"] < 8
+    ):
+        time.sleep(0.2)
         fleet = get_cache_stats(settings)
     response = fleet["caches"]["response"]
     assert (response["computations"], response["hits"]) == (8, 4), response  # alpha's rerun hit
