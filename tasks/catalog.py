@@ -86,6 +86,28 @@ class SelectToolsInput(_Input):
     max_tools: int | None = Field(None, ge=1, le=1000)
 
 
+class ChatMessage(_Input):
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=1_000_000)
+
+
+class ChatInput(_Input):
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
+    persona: str | None = Field(None, min_length=1, max_length=200)
+    system: str | None = Field(None, max_length=100_000)
+    model: str | None = Field(None, min_length=1, max_length=200)
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    use_cache: bool = True
+
+
+class SummarizeInput(_Input):
+    text: str = Field(min_length=1, max_length=5_000_000)
+    max_sentences: int = Field(3, ge=1, le=100)
+    persona: str | None = Field(None, min_length=1, max_length=200)
+    use_cache: bool = True
+
+
 # A header name is an RFC 9110 token; a value is printable ASCII (so no error can echo a
 # secret value back through an encoding failure).
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
@@ -228,6 +250,30 @@ EMBED = SkillSpec(
     extra="embed",
     requires=("numpy",),
     keywords=("embed", "embedding", "vector", "similarity"),
+)
+
+# The response cache is the skill's own (use_cache=False skips it), keyed without the API key.
+CHAT = SkillSpec(
+    name="chat",
+    description=(
+        "Send chat messages to the configured model provider (OpenAI, Anthropic or a local "
+        "OpenAI-compatible server) and return the answer text (response cache)."
+    ),
+    input_model=ChatInput,
+    implementation="tasks.chat:chat",
+    extra="providers",
+    keywords=("chat", "ask", "answer", "llm", "model", "prompt", "question", "explain"),
+)
+
+SUMMARIZE = SkillSpec(
+    name="summarize",
+    description=(
+        "Summarize a text: through the model provider when one is configured, else an "
+        "extractive summary of its most central sentences."
+    ),
+    input_model=SummarizeInput,
+    implementation="tasks.summarize:summarize",
+    keywords=("summarize", "summarise", "summary", "tldr", "condense", "shorten", "digest"),
 )
 
 # Tests are not pure (they read clocks, files and the network): not cacheable. No file_param:

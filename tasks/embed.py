@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 from tasks.catalog import EmbedInput
+from workers.cache import MISSING
+from workers.core.settings import Settings
 from workers.skills.spec import SkillContext
 
 _WORD = re.compile(r"\w+")
@@ -31,10 +33,22 @@ def embed_text(text: str, dimensions: int) -> list[float]:
     return [round(float(value), 6) for value in vector]
 
 
+def provider_embeds(settings: Settings) -> bool:
+    """Whether the configured provider has an embeddings endpoint (Anthropic has none)."""
+    return settings.provider not in ("none", "anthropic")
+
+
 def embed(params: EmbedInput, context: SkillContext) -> dict[str, Any]:
-    """Return ``{"dimensions", "vectors"}``; each text goes through the embedding cache."""
+    """Return ``{"dimensions", "vectors"}``; each text goes through the embedding cache.
+
+    With an OpenAI-compatible provider the vectors come from its embeddings endpoint (local
+    servers get ``local_provider_batch_size`` texts a call); otherwise hashed n-grams.
+    """
     provider = context.services.get("cache")
     cache = provider().embedding if provider is not None else None
+    if provider_embeds(context.settings):
+        vectors = _provider_vectors(params.texts, context.settings, cache)
+        return {"dimensions": len(vectors[0]) if vectors else 0, "vectors": vectors}
     vectors = []
     for text in params.texts:
         if cache is None or not cache.enabled():
@@ -45,3 +59,36 @@ def embed(params: EmbedInput, context: SkillContext) -> dict[str, Any]:
             cache.get_or_compute(key, lambda text=text: embed_text(text, params.dimensions))
         )
     return {"dimensions": params.dimensions, "vectors": vectors}
+
+
+def _provider_vectors(texts: list[str], settings: Settings, cache: Any) -> list[list[float]]:
+    """Provider embeddings, the cached ones looked up first and the rest fetched in batches."""
+    from workers.providers import embed_texts, provider_config
+
+    config = provider_config(settings, settings.embedding_model or None)
+    batch_size = settings.local_provider_batch_size if config.family == "local" else None
+    use_cache = cache is not None and cache.enabled()
+    keys = [
+        cache.key(
+            "embed",
+            VERSION,
+            {
+                "text": text,
+                "provider": config.name,
+                "base_url": config.base_url,
+                "model": settings.embedding_model or settings.model,
+            },
+        )
+        if use_cache
+        else ""
+        for text in texts
+    ]
+    found: list[Any] = [cache.get(key) if use_cache else MISSING for key in keys]
+    missing = [index for index, value in enumerate(found) if value is MISSING]
+    if missing:
+        fresh = embed_texts(settings, [texts[index] for index in missing], batch_size)
+        for index, vector in zip(missing, fresh, strict=True):
+            found[index] = vector
+            if use_cache:
+                cache.set(keys[index], vector)
+    return [list(vector) for vector in found]

@@ -1,7 +1,11 @@
 """select_tools: rank the installed skills for a goal text (through the tool_selection cache).
 
+BM25 over each skill's name, keywords and description (``workers.skills.bm25``); when the
+configured provider has an embeddings endpoint, the cosine similarity of the goal's embedding
+with each skill's adds to the score. At most ``max_tools`` (``tool_selection_max_tools``).
+
 The cache's namespaces: ``query`` (rankings of a goal text alone), ``context`` (rankings of a
-goal text with context) and ``rl`` (the per-skill weight table the ranking uses, keyed by the
+goal text with context) and ``rl`` (the ranking's per-skill table: the BM25 index, keyed by the
 installed skills). Each is switched by ``tool_selection_cache_query/context/rl``.
 """
 
@@ -13,12 +17,14 @@ import weakref
 from typing import Any
 
 from tasks.catalog import SelectToolsInput
-from workers.skills.ranking import (
-    RANKING_VERSION,
-    rank_skills,
-    score_skills,
-    skill_weights,
-    words_of,
+from workers.skills.bm25 import (
+    BM25_VERSION,
+    Index,
+    bm25_index,
+    bm25_scores,
+    cosine,
+    ranked,
+    terms_of,
 )
 from workers.skills.registry import SkillRegistry
 from workers.skills.spec import SkillContext
@@ -51,27 +57,69 @@ def _remember_fingerprint(registry: SkillRegistry, fingerprint: str) -> None:
     _last_fingerprint = (weakref.ref(registry), fingerprint)
 
 
+# An embedding's share of the score, against BM25 scaled to the best match's 1.0.
+EMBEDDING_WEIGHT = 0.5
+
+
+def rank(
+    query: str, context_text: str, index: Index, limit: int, similarity: dict[str, float] | None
+) -> list[list[Any]]:
+    """The ranking of one goal: BM25 (scaled to the best at 1.0), plus embedding similarity."""
+    scores = bm25_scores(terms_of(query) + terms_of(context_text), index)
+    if similarity:
+        best = max(scores.values(), default=0.0) or 1.0
+        scores = {
+            name: scores.get(name, 0.0) / best + EMBEDDING_WEIGHT * max(0.0, similarity[name])
+            for name in similarity
+            if scores.get(name) or similarity[name] > 0
+        }
+    return ranked(scores, limit)
+
+
+def _similarity(
+    query: str, registry: SkillRegistry, context: SkillContext
+) -> dict[str, float] | None:
+    """Cosine similarity of the goal with each skill, when the provider embeds; else None."""
+    settings = context.settings
+    if settings.provider in ("none", "anthropic") or "embed" not in registry.names():
+        return None
+    specs = registry.specs()
+    texts = [query] + [f"{spec.name}: {spec.description}" for spec in specs]
+    vectors = context.services["registry"].load("embed")(
+        registry.get("embed").input_model(texts=texts), context
+    )["vectors"]
+    return {
+        spec.name: cosine(vectors[0], vector)
+        for spec, vector in zip(specs, vectors[1:], strict=True)
+    }
+
+
 def select_tools(params: SelectToolsInput, context: SkillContext) -> dict[str, Any]:
     """Return ``{"tools": [[name, score], ...]}`` best first, at most ``max_tools``."""
     registry: SkillRegistry = context.services["registry"]
     limit = params.max_tools or context.settings.tool_selection_max_tools
+    query, context_text = params.query, params.context
     provider = context.services.get("cache")
     if provider is None:
-        return {"tools": rank_skills(params.query, registry.specs(), params.context)[:limit]}
+        similarity = _similarity(query, registry, context)
+        return {"tools": rank(query, context_text, bm25_index(registry.specs()), limit, similarity)}
     cache = provider().tool_selection
     fingerprint = registry_fingerprint(registry)
-    query, context_text = params.query, params.context
     namespace = "context" if context_text else "query"
+    embedder = (context.settings.provider, context.settings.embedding_model, context.settings.model)
     # An agent asks the same goals again and again: recent keys are memoized by the cache.
     key = cache.recent_key(
-        namespace, RANKING_VERSION, (query, context_text, str(limit), fingerprint)
+        namespace,
+        BM25_VERSION,
+        (query, context_text, str(limit), fingerprint, json.dumps(embedder)),
     )
 
-    def rank() -> list[list[Any]]:
-        weights_key = cache.key("rl", RANKING_VERSION, fingerprint)
-        weights = cache.get_or_compute(
-            weights_key, lambda: skill_weights(registry.specs()), namespace="rl"
+    def compute() -> list[list[Any]]:
+        index_key = cache.key("rl", BM25_VERSION, fingerprint)
+        index = cache.get_or_compute(
+            index_key, lambda: bm25_index(registry.specs()), namespace="rl"
         )
-        return score_skills(words_of(query) + words_of(context_text), weights)[:limit]
+        similarity = _similarity(query, registry, context)
+        return rank(query, context_text, index, limit, similarity)
 
-    return {"tools": cache.get_or_compute(key, rank, namespace=namespace)}
+    return {"tools": cache.get_or_compute(key, compute, namespace=namespace)}

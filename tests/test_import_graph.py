@@ -25,6 +25,7 @@ LAYERS = {
         "ledger",
         "cache",
         "telemetry",
+        "providers",
         "runtime",
         "maintenance",
         "celery_app",

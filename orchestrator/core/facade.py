@@ -21,6 +21,7 @@ from orchestrator.core.plan import GoalSpec, Plan, PlannedStep, StepSpec
 from orchestrator.core.session import Session
 from workers.core.errors import JobError, PlanError
 from workers.core.paths import confine
+from workers.core.setting_status import warn_no_effect
 from workers.core.settings import Settings, load_settings
 from workers.runtime import runtime_of
 from workers.skills.executor import SkillExecutor
@@ -40,6 +41,7 @@ class Orchestrator:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or load_settings()
+        warn_no_effect(self.settings)
         self._session: Session | None = None
         self._lock = threading.Lock()
         self.loaded_components: set[str] = set()
@@ -107,6 +109,18 @@ class Orchestrator:
         if not outcome["ok"]:
             raise JobError(f"skill {name!r} failed: {outcome['error']}")
         return outcome["value"]
+
+    async def chat(
+        self, message: str | list[dict[str, str]], use_cache: bool = True, **options: Any
+    ) -> str:
+        """Send a message (or a list of ``{"role", "content"}``) to the provider; the answer.
+
+        Runs the ``chat`` skill on the fleet; ``options`` are its other fields (``persona``,
+        ``system``, ``model``, ``temperature``, ``max_tokens``).
+        """
+        messages = [{"role": "user", "content": message}] if isinstance(message, str) else message
+        value = await self.execute_tool("chat", messages=messages, use_cache=use_cache, **options)
+        return str(value["text"])
 
     async def execute_tools_parallel(
         self,

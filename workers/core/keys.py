@@ -39,6 +39,10 @@ class Keys:
     def jobs_index(self, tenant: str) -> str:
         return f"{self.prefix}:jobs:{tenant}"
 
+    def jobs_in_flight(self, tenant: str) -> str:
+        """The tenant's submitted jobs not yet seen to end (the API prunes it lazily)."""
+        return f"{self.prefix}:inflight:{tenant}"
+
     def ledger_open(self) -> str:
         return f"{self.prefix}:ledger:open"
 
@@ -159,6 +163,10 @@ class Keys:
 
     def broker_queue(self, queue: str) -> str:
         return f"{self.broker_prefix}{queue}"
+
+    # providers: a sorted set of slot holder -> lease expiry (ms), per provider
+    def provider_slots(self, provider: str) -> str:
+        return f"{self.prefix}:provider:{provider}:slots"
 
     # monitoring and memory
     def monitor_state(self) -> str:

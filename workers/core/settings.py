@@ -140,6 +140,15 @@ class Settings(BaseSettings):
     local_provider_batch_size: int = Field(8, ge=1, le=4096)
     connection_pool_size: int = Field(10, ge=1, le=1000)
     connection_pool_max_overflow: int = Field(20, ge=0, le=1000)
+    local_provider_max_retries: int = Field(2, ge=0, le=20)
+    local_provider_concurrent_requests: int = Field(4, ge=1, le=1000)
+    # Embeddings model ("" = the provider's usual one; local servers use ``model``).
+    embedding_model: str = ""
+    # A fleet-wide provider slot is a lease: renewed while its call runs, freed this long after
+    # its holder dies.
+    provider_slot_lease_s: float = Field(10.0, ge=0.5, le=3600)
+    # Persona presets (YAML files); "" = none.
+    personas_dir: str = ""
 
     # --- planning -------------------------------------------------------------------------
     enable_hierarchical_planning: bool = False

@@ -27,6 +27,7 @@ from workers.core.names import BATCH_TASK, REDUCE_TASK, SKILL_TASK_PREFIX
 from workers.core.settings import Settings
 from workers.telemetry.histograms import latency_bucket
 from workers.telemetry.process import PROCESS_TTL_S, check_process_memory, current_rss_kb
+from workers.telemetry.slot_wait import take_slot_wait
 from workers.telemetry.store import MetricsStore, store_for
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class Reporter:
             self._start_thread()
         if len(self._started) > _MAX_STARTED:
             self._started.clear()  # tasks that never finished here (killed); do not grow
+        take_slot_wait()  # a fresh count for this task
         self._started[task_id] = (time.perf_counter(), published_at, current_rss_kb())
 
     def task_finished(
@@ -115,7 +117,9 @@ class Reporter:
         if started is None:
             return
         began, published_at, rss_before = started
-        run_us = int((time.perf_counter() - began) * 1_000_000)
+        # Waiting for a provider slot is queue time, not run time (workers.providers.limits).
+        slot_wait_us = int(take_slot_wait() * 1_000_000)
+        run_us = max(0, int((time.perf_counter() - began) * 1_000_000) - slot_wait_us)
         rss_growth = current_rss_kb() - rss_before
         skill = skill_of(task_name, args, kwargs)
         bucket = int(time.time() // self.bucket_s)
@@ -126,6 +130,8 @@ class Reporter:
         wait_us = None
         if published_at is not None:
             wait_us = max(0, int((time.time() - run_us / 1_000_000 - published_at) * 1_000_000))
+        elif slot_wait_us:
+            wait_us = slot_wait_us
         job_id = (kwargs or {}).get("job_id") if task_name.startswith("victor.") else None
         with self._lock:
             window = self._windows.get((skill, bucket))
