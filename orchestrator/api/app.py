@@ -14,6 +14,7 @@ from orchestrator.api.errors import install_handlers
 from orchestrator.api.keystore import KeyStore
 from orchestrator.api.routes import cache, health, jobs, metrics, skills, tuner
 from orchestrator.api.services import build_services
+from orchestrator.api.submit import Submitter
 from orchestrator.core.plan import GoalSpec
 from workers.core.settings import Settings, load_settings
 
@@ -34,6 +35,7 @@ def create_api(settings: Settings | None = None, celery_app: Celery | None = Non
     )
     api.state.services = services
     api.state.key_store = KeyStore(services.keys, services.redis, settings.api_keys_file)
+    api.state.submitter = Submitter(services)
     install_handlers(api)
     for module in (jobs, skills, health):
         api.include_router(module.router)
@@ -44,7 +46,7 @@ def create_api(settings: Settings | None = None, celery_app: Celery | None = Non
     return api
 
 
-def reject_unknown_query(request: Request) -> None:
+async def reject_unknown_query(request: Request) -> None:
     """422 for query parameters a route does not declare (a typo should not pass silently)."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)

@@ -13,15 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from orchestrator.api.keystore import Principal
-from orchestrator.api.quotas import check_quota
+from orchestrator.api.quotas import add_in_flight, check_in_flight
 from orchestrator.api.services import Services, broker_translated
 from orchestrator.core.dispatcher import dispatch_plan, new_job_id, release
-from orchestrator.core.plan import GoalSpec
-from orchestrator.core.planner import plan_goal
+from orchestrator.core.plan import GoalSpec, Plan
 from workers.core.errors import (
     BackendUnavailableError,
     BadRequestError,
-    GoalInputError,
     IdempotencyError,
     JobNotFoundError,
     JobStateError,
@@ -120,41 +118,41 @@ def validation_error(exc: ValidationError) -> RequestValidationError:
     return RequestValidationError(_problems(exc, ()))
 
 
-def parse_goal_body(data: Any) -> tuple[GoalSpec, str]:
-    """Validate the goal spec (422 naming the field) and hash it for Idempotency-Key checks."""
+def parse_goal_body(data: Any) -> GoalSpec:
+    """Validate the goal spec (422 naming the field)."""
     try:
-        goal = GoalSpec.model_validate(data)
+        return GoalSpec.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc) from exc
+
+
+def goal_hash(goal: GoalSpec) -> str:
+    """The goal's canonical hash: the same body under an Idempotency-Key gives the same job."""
     canonical = json.dumps(goal.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return goal, hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def submit(
+def submit_plan(
     services: Services,
     principal: Principal,
     goal: GoalSpec,
-    body_hash: str,
+    plan: Plan,
     idempotency_key: str | None,
 ) -> tuple[dict[str, Any], bool]:
-    """Plan, record and publish a goal; return ``(accepted view, replayed)``.
+    """Record and publish a planned goal through Celery's canvas (a chord or a chain).
 
-    With an Idempotency-Key, the same key and body give the same job; another body is refused.
+    Only jobs that need Celery's joins come here (``orchestrator.api.submit`` takes the rest);
+    with an Idempotency-Key, the same key and body give the same job, another body is refused.
     """
     idem_key = None
+    body_hash = goal_hash(goal)
     if idempotency_key is not None:
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
         idem_key = services.keys.idempotency(principal.tenant, digest)
-        replay = _replay(services, principal, idem_key, body_hash)
+        replay = _replay(services, idem_key, body_hash)
         if replay is not None:
             return replay, True
-    try:
-        plan = plan_goal(goal, services.settings, services.registry)
-        check_quota(services.settings, services.ledger, principal.tenant, plan)
-    except GoalInputError as exc:  # name the fields, as for the body's own schema
-        raise RequestValidationError(
-            [{**problem, "loc": ("body", *problem["loc"])} for problem in exc.problems]
-        ) from exc
+    check_in_flight(services.redis, services.keys, services.settings, principal.tenant)
     # The API never runs skills itself: small jobs go to the fleet too.
     plan = plan.model_copy(update={"inline": False})
     job_id = new_job_id()
@@ -165,13 +163,14 @@ def submit(
                 idem_key, stored, nx=True, ex=services.settings.api_idempotency_ttl_s
             )
         if not reserved:
-            replay = _replay(services, principal, idem_key, body_hash)
+            replay = _replay(services, idem_key, body_hash)
             if replay is not None:
                 return replay, True
             raise IdempotencyError(
                 "Idempotency-Key is in use by a request still in flight", in_flight=True
             )
     try:
+        # Celery's result consumer keeps one pub/sub connection per app: one canvas at a time.
         with services.dispatch_lock, broker_translated("publishing a job"):
             handle = dispatch_plan(services.app, plan, tenant=principal.tenant, job_id=job_id)
             release(handle)
@@ -179,6 +178,14 @@ def submit(
         if idem_key is not None:
             _forget_unrecorded(services, idem_key, job_id)
         raise
+    add_in_flight(
+        services.redis,
+        services.keys,
+        principal.tenant,
+        job_id,
+        time.time(),
+        services.settings.result_expires_s,
+    )
     accepted = {
         "job_id": job_id,
         "status": "running",
@@ -188,13 +195,18 @@ def submit(
     return accepted, False
 
 
-def _replay(
-    services: Services, principal: Principal, idem_key: str, body_hash: str
-) -> dict[str, Any] | None:
+def _replay(services: Services, idem_key: str, body_hash: str) -> dict[str, Any] | None:
     with translated("reading an Idempotency-Key"):
         raw = services.redis.get(idem_key)
     if raw is None:
         return None
+    return replay_stored(services, raw, body_hash, idem_key)
+
+
+def replay_stored(
+    services: Services, raw: bytes | str, body_hash: str, idem_key: str
+) -> dict[str, Any] | None:
+    """The job an Idempotency-Key's stored value names; None when the key is free again."""
     stored = json.loads(raw)
     if stored["body"] != body_hash:
         raise IdempotencyError(

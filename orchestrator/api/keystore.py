@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 
 from workers.core.errors import AuthenticationError, ConfigError
 from workers.core.keys import Keys
@@ -81,15 +82,20 @@ class KeyStore:
                 "victor api-key create --tenant T --scopes submit,read)"
             )
         digest = hash_key(token)
-        entry = self._file_entry(digest) or self._redis_entry(digest)
-        if entry is None:
-            raise AuthenticationError("unknown API key; check VICTOR_API_KEY or create a new key")
-        return Principal(
-            tenant=str(entry["tenant"]),
-            scopes=frozenset(entry["scopes"]),
-            key_id=digest[:16],
-            name=str(entry.get("name", "")),
-        )
+        return _principal(digest, self._file_entry(digest) or self._redis_entry(digest))
+
+    async def authenticate_async(self, token: str | None, client: aioredis.Redis) -> Principal:
+        """As ``authenticate``, reading a key stored in Redis through ``client`` (asyncio)."""
+        if not token:
+            self.authenticate(token)  # raises the missing-key error
+        assert token is not None
+        digest = hash_key(token)
+        entry = self._file_entry(digest)
+        if entry is None and self._redis is not None:
+            with translated("checking an API key"):
+                raw: dict[bytes, bytes] = await client.hgetall(self._keys.api_key(digest))  # type: ignore[assignment]
+            entry = _entry(raw)
+        return _principal(digest, entry)
 
     def _file_entry(self, digest: str) -> dict[str, Any] | None:
         if self._file is None:
@@ -110,14 +116,7 @@ class KeyStore:
             return None
         with translated("checking an API key"):
             raw: dict[bytes, bytes] = self._redis.hgetall(self._keys.api_key(digest))  # type: ignore[assignment]
-        if not raw:
-            return None
-        fields = {key.decode(): value.decode() for key, value in raw.items()}
-        return {
-            "tenant": fields["tenant"],
-            "scopes": fields["scopes"].split(","),
-            "name": fields.get("name", ""),
-        }
+        return _entry(raw)
 
     # --- creation -----------------------------------------------------------------------------
     def create(self, tenant: str, scopes: frozenset[str], name: str = "") -> str:
@@ -163,6 +162,29 @@ class KeyStore:
                 for key in self._redis.scan_iter(self._keys.api_key(digest_prefix) + "*"):
                     removed += int(self._redis.delete(key))
         return removed
+
+
+def _entry(raw: dict[bytes, bytes]) -> dict[str, Any] | None:
+    """A key's Redis hash as a keys-file entry (None for a key that is not stored)."""
+    if not raw:
+        return None
+    fields = {key.decode(): value.decode() for key, value in raw.items()}
+    return {
+        "tenant": fields["tenant"],
+        "scopes": fields["scopes"].split(","),
+        "name": fields.get("name", ""),
+    }
+
+
+def _principal(digest: str, entry: dict[str, Any] | None) -> Principal:
+    if entry is None:
+        raise AuthenticationError("unknown API key; check VICTOR_API_KEY or create a new key")
+    return Principal(
+        tenant=str(entry["tenant"]),
+        scopes=frozenset(entry["scopes"]),
+        key_id=digest[:16],
+        name=str(entry.get("name", "")),
+    )
 
 
 def read_keys_file(path: Path) -> dict[str, dict[str, Any]]:

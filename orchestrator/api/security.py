@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Annotated
@@ -11,8 +10,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from orchestrator.api.keystore import KeyStore, Principal
+from orchestrator.api.quotas import rate_limited
 from orchestrator.api.services import Services, get_services
-from workers.core.errors import RateLimitError, ScopeError
+from orchestrator.api.submit import Submitter
+from workers.core.errors import ScopeError
 from workers.core.redis_client import translated
 
 bearer = HTTPBearer(
@@ -22,7 +23,7 @@ bearer = HTTPBearer(
 )
 
 
-def get_key_store(request: Request) -> KeyStore:
+async def get_key_store(request: Request) -> KeyStore:
     return request.app.state.key_store  # type: ignore[no-any-return]
 
 
@@ -38,12 +39,7 @@ def check_rate(services: Services, principal: Principal) -> None:
         pipe.expire(key, settings.api_rate_window_s + 1)
         count, _ = pipe.execute()
     if int(count) > settings.api_rate_limit:
-        retry_after = max(1, math.ceil((window + 1) * settings.api_rate_window_s - now))
-        raise RateLimitError(
-            f"key {principal.key_id} is past {settings.api_rate_limit} requests per "
-            f"{settings.api_rate_window_s} s; retry after {retry_after} s",
-            retry_after_s=retry_after,
-        )
+        raise rate_limited(settings, principal, now)
 
 
 def require(scope: str) -> Callable[..., Principal]:
@@ -67,7 +63,30 @@ def require(scope: str) -> Callable[..., Principal]:
     return dependency
 
 
+async def get_submitter(request: Request) -> Submitter:
+    return request.app.state.submitter  # type: ignore[no-any-return]
+
+
+async def submitter_principal(
+    submitter: Annotated[Submitter, Depends(get_submitter)],
+    store: Annotated[KeyStore, Depends(get_key_store)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """The submit route's check, on the event loop: its rate is counted by the submit script."""
+    token = credentials.credentials if credentials else None
+    principal = await store.authenticate_async(token, submitter.client())
+    if not principal.allows("submit"):
+        await submitter.count_rate(principal)
+        raise ScopeError(
+            f"this key (tenant {principal.tenant!r}) lacks the 'submit' scope; create a key "
+            "with --scopes submit"
+        )
+    return principal
+
+
 SubmitPrincipal = Annotated[Principal, Depends(require("submit"))]
+AsyncSubmitPrincipal = Annotated[Principal, Depends(submitter_principal)]
+SubmitterDep = Annotated[Submitter, Depends(get_submitter)]
 ReadPrincipal = Annotated[Principal, Depends(require("read"))]
 AdminPrincipal = Annotated[Principal, Depends(require("admin"))]
 ServicesDep = Annotated[Services, Depends(get_services)]

@@ -61,7 +61,7 @@ def build_services(settings: Settings, app: Celery | None = None) -> Services:
     )
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 

@@ -55,6 +55,23 @@ return finished
 """
 
 
+def job_fields(job: JobRecord) -> dict[str, str]:
+    """A job's record as the fields of its ledger hash (read back by ``get_job``)."""
+    return {
+        "job_id": job.job_id,
+        "tenant": job.tenant,
+        "name": job.name,
+        "status": job.status,
+        "created_at": repr(job.created_at),
+        "updated_at": repr(job.updated_at),
+        "total_tasks": str(job.total_tasks),
+        "has_reduce": str(int(bool(job.meta.get("has_reduce")))),
+        "items": str(int(job.meta.get("items", 0))),
+        "failed_items": "0",
+        "meta": json.dumps(job.meta),
+    }
+
+
 class RedisLedger:
     """Ledger in Redis (distributed mode); every key under ``Keys``, every key with a TTL."""
 
@@ -69,22 +86,7 @@ class RedisLedger:
         job_key = keys.job(job.job_id)
         with translated("recording a job in the ledger"):
             pipe = self._redis.pipeline(transaction=True)
-            pipe.hset(
-                job_key,
-                mapping={
-                    "job_id": job.job_id,
-                    "tenant": job.tenant,
-                    "name": job.name,
-                    "status": job.status,
-                    "created_at": repr(job.created_at),
-                    "updated_at": repr(job.updated_at),
-                    "total_tasks": job.total_tasks,
-                    "has_reduce": int(bool(job.meta.get("has_reduce"))),
-                    "items": int(job.meta.get("items", 0)),
-                    "failed_items": 0,
-                    "meta": json.dumps(job.meta),
-                },
-            )
+            pipe.hset(job_key, mapping=job_fields(job))  # type: ignore[arg-type]
             pipe.expire(job_key, ttl_s)
             if tasks:
                 encoded = {task_id: json.dumps(spec) for task_id, spec in tasks.items()}

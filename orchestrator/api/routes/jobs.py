@@ -11,7 +11,13 @@ from starlette.concurrency import run_in_threadpool
 from orchestrator.api import jobs
 from orchestrator.api.errors import responses
 from orchestrator.api.models import Job, JobAccepted, JobPage, ResultPage
-from orchestrator.api.security import ReadPrincipal, ServicesDep, SubmitPrincipal
+from orchestrator.api.security import (
+    AsyncSubmitPrincipal,
+    ReadPrincipal,
+    ServicesDep,
+    SubmitPrincipal,
+    SubmitterDep,
+)
 from orchestrator.api.streams import JobEvents, parse_cursor
 from orchestrator.core.outcomes import job_failures
 
@@ -47,17 +53,19 @@ GOAL_BODY: dict[str, Any] = {
 async def submit_job(
     request: Request,
     response: Response,
-    principal: SubmitPrincipal,
-    services: ServicesDep,
+    principal: AsyncSubmitPrincipal,
+    submitter: SubmitterDep,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Plan the goal, record the job in the ledger, queue its tasks, then answer 202."""
     body = await request.body()
-    data = jobs.decode_json(body, request.headers.get("content-type"))
-    goal, body_hash = jobs.parse_goal_body(data)
-    accepted, replayed = await run_in_threadpool(
-        jobs.submit, services, principal, goal, body_hash, idempotency_key
-    )
+    try:
+        data = jobs.decode_json(body, request.headers.get("content-type"))
+        goal = jobs.parse_goal_body(data)
+    except Exception:
+        await submitter.count_rate(principal)  # a bad body counts against the rate too
+        raise
+    accepted, replayed = await submitter.submit(principal, goal, idempotency_key)
     response.headers["Location"] = accepted["links"]["self"]
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"

@@ -97,9 +97,9 @@ def test_an_abandoned_reservation_frees_the_key(api, redis_url, key_prefix) -> N
     store = redis.Redis.from_url(redis_url)
     key = f"{key_prefix}:idem:acme:{digest}"
     goal = noop_goal(1)
-    from orchestrator.api.jobs import parse_goal_body
+    from orchestrator.api.jobs import goal_hash, parse_goal_body
 
-    _, body_hash = parse_goal_body(goal)
+    body_hash = goal_hash(parse_goal_body(goal))
     reservation = {"body": body_hash, "job_id": "never-recorded", "at": time.time()}
     store.set(key, json.dumps(reservation))
     headers = {"Idempotency-Key": "lost-1"}

@@ -78,7 +78,7 @@ def test_job_with_reduce_finishes_through_the_chord(
     response = client.post("/v1/jobs", json=goal)
     assert response.status_code == 202, response.text
     job = wait_status(client, response.json()["job_id"])
-    assert job["status"] == "succeeded", job
+    assert job["status"] == "succeeded", (job["error"], job.get("failures"))
     assert job["result"]["totals"]["files"] == 1
 
 

@@ -1,0 +1,284 @@
+"""The submit path: one Lua call counts the rate, checks the Idempotency-Key and the tenant's
+jobs in flight, records the job in the ledger and publishes its tasks.
+
+No lock and no thread: handlers await ``redis.asyncio``; each submission is one round trip
+(two when the key is stored in Redis rather than in the keys file). The ledger record and the
+publish run in one script, so a worker never sees a task before its job is recorded, and a
+failed script publishes nothing. Celery's canvas (and its result consumer) is used only for
+jobs that need a join: a reduce (a chord) or sequential steps (a chain); those take the
+threaded path in ``orchestrator.api.jobs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi.exceptions import RequestValidationError
+from redis.commands.core import AsyncScript
+from starlette.concurrency import run_in_threadpool
+
+from orchestrator.api import jobs
+from orchestrator.api.keystore import Principal
+from orchestrator.api.quotas import check_plan, ended, rate_limited, too_many_in_flight
+from orchestrator.api.services import Services
+from orchestrator.core.dispatcher import new_job_id
+from orchestrator.core.plan import GoalSpec, Plan
+from orchestrator.core.planner import plan_goal
+from orchestrator.core.wire import Route, task_message
+from workers.core.errors import GoalInputError
+from workers.core.names import BATCH_TASK
+from workers.core.redis_client import translated
+from workers.ledger import JobRecord
+from workers.ledger.redis_ledger import job_fields
+
+# KEYS: 1 rate counter, 2 Idempotency-Key (a dummy name without one), 3 tenant's jobs in
+#       flight, 4 job, 5 job's tasks, 6 ledger's open tasks, 7 tenant's job index, 8 queue
+# ARGV: 1 rate limit, 2 rate window ttl, 3 Idempotency-Key value ('' for none), 4 its ttl,
+#       5 jobs in flight limit, 6 now, 7 record ttl, 8 job id, 9 payload (job fields, task
+#       specs, open members, messages: flat lists), 10 '1' to count the rate
+SUBMIT_SCRIPT = """
+local count = 0
+if ARGV[10] == '1' then
+  count = redis.call('INCR', KEYS[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  if count > tonumber(ARGV[1]) then return {'rate', count} end
+end
+if ARGV[3] ~= '' then
+  local stored = redis.call('GET', KEYS[2])
+  if stored then return {'replay', stored} end
+end
+local now = tonumber(ARGV[6])
+local ttl = tonumber(ARGV[7])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
+local running = redis.call('ZCARD', KEYS[3])
+if running >= tonumber(ARGV[5]) then return {'busy', running} end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
+local payload = cjson.decode(ARGV[9])
+local function each(command, key, values)
+  for first = 1, #values, 1000 do
+    redis.call(command, key, unpack(values, first, math.min(first + 999, #values)))
+  end
+end
+-- The ledger first: the job, its tasks, the open tasks the reconciler watches, the indexes.
+each('HSET', KEYS[4], payload.job)
+redis.call('EXPIRE', KEYS[4], ttl)
+each('HSET', KEYS[5], payload.tasks)
+redis.call('EXPIRE', KEYS[5], ttl)
+each('ZADD', KEYS[6], payload.open)
+redis.call('ZADD', KEYS[7], now, ARGV[8])
+redis.call('EXPIRE', KEYS[7], ttl)
+redis.call('ZADD', KEYS[3], now, ARGV[8])
+redis.call('EXPIRE', KEYS[3], ttl)
+-- Then the tasks, as kombu's Redis transport queues them.
+each('LPUSH', KEYS[8], payload.messages)
+return {'ok', count}
+"""
+
+
+def needs_canvas(plan: Plan) -> bool:
+    """A reduce or sequential steps need Celery's joins (chord, chain): the threaded path."""
+    return plan.reduce is not None or (plan.strategy == "sequential" and len(plan.steps) > 1)
+
+
+class Submitter:
+    """Submits jobs from the API's event loop; one per API app (so per uvicorn process)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.keys = services.keys
+        self.route = Route.default(services.keys)
+        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, aioredis.Redis]] = {}
+        self._scripts: dict[int, AsyncScript] = {}
+
+    def client(self) -> aioredis.Redis:
+        """This event loop's client (a test may run the app on several loops in turn)."""
+        loop = asyncio.get_running_loop()
+        held = self._clients.get(id(loop))
+        if held is None or held[0] is not loop:
+            client = aioredis.Redis.from_url(
+                self.services.redis_url,
+                socket_timeout=2.0,
+                socket_connect_timeout=2.0,
+                health_check_interval=30,
+            )
+            held = self._clients[id(loop)] = (loop, client)
+            self._scripts[id(loop)] = client.register_script(SUBMIT_SCRIPT)
+        return held[1]
+
+    async def submit(
+        self, principal: Principal, goal: GoalSpec, idempotency_key: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        """Plan, record and publish; return ``(accepted view, replayed)``."""
+        services = self.services
+        try:
+            if any(step.paths for step in goal.steps):  # walks directories: not on the loop
+                plan = await run_in_threadpool(
+                    plan_goal, goal, services.settings, services.registry
+                )
+            else:
+                plan = plan_goal(goal, services.settings, services.registry)
+            check_plan(services.settings, plan)
+        except GoalInputError as exc:  # name the fields, as for the body's own schema
+            await self.count_rate(principal)
+            raise RequestValidationError(
+                [{**problem, "loc": ("body", *problem["loc"])} for problem in exc.problems]
+            ) from exc
+        except Exception:
+            await self.count_rate(principal)
+            raise
+        if needs_canvas(plan):
+            await self.count_rate(principal)
+            return await run_in_threadpool(
+                jobs.submit_plan, services, principal, goal, plan, idempotency_key
+            )
+        for attempt in (1, 2):
+            outcome = await self._record_and_publish(
+                principal, goal, plan, idempotency_key, count_rate=attempt == 1
+            )
+            if outcome is not None:
+                return outcome
+            running = await self.prune(principal.tenant)
+            if running >= services.settings.api_max_jobs_in_flight:
+                break
+        raise too_many_in_flight(principal.tenant, running)
+
+    async def _record_and_publish(
+        self,
+        principal: Principal,
+        goal: GoalSpec,
+        plan: Plan,
+        idempotency_key: str | None,
+        *,
+        count_rate: bool,
+    ) -> tuple[dict[str, Any], bool] | None:
+        """One script call; None when the tenant's in-flight set needs pruning first."""
+        settings, keys, tenant = self.services.settings, self.keys, principal.tenant
+        job_id = new_job_id()
+        now = time.time()
+        window = int(now // settings.api_rate_window_s)
+        body_hash = jobs.goal_hash(goal) if idempotency_key is not None else ""
+        idem_key = keys.idempotency(tenant, "-")
+        idem_value = ""
+        if idempotency_key is not None:
+            digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
+            idem_key = keys.idempotency(tenant, digest)
+            idem_value = json.dumps({"body": body_hash, "job_id": job_id, "at": now})
+        chunks = plan.chunks()
+        task_ids = [f"{job_id}.{index}" for index in range(len(chunks))]
+        record = JobRecord(
+            job_id=job_id,
+            tenant=tenant,
+            name=plan.name,
+            status="running",
+            created_at=now,
+            updated_at=now,
+            total_tasks=len(chunks),
+            meta={"has_reduce": False, "items": plan.item_count, "strategy": plan.strategy},
+        )
+        payload = {
+            "job": _flat(job_fields(record).items()),
+            "tasks": _flat(
+                (task_id, json.dumps({"skill": skill, "items": items, "step": step}))
+                for task_id, (step, skill, items) in zip(task_ids, chunks, strict=True)
+            ),
+            "open": _flat((repr(now), f"{job_id}|{task_id}") for task_id in task_ids),
+            "messages": [
+                task_message(
+                    self.route,
+                    BATCH_TASK,
+                    task_id,
+                    (skill, items),
+                    {"job_id": job_id},
+                    tenant=tenant,  # workers key their cache entries by it
+                )
+                for task_id, (_, skill, items) in zip(task_ids, chunks, strict=True)
+            ],
+        }
+        script_keys = [
+            keys.rate_limit(principal.key_id, window),
+            idem_key,
+            keys.jobs_in_flight(tenant),
+            keys.job(job_id),
+            keys.job_tasks(job_id),
+            keys.ledger_open(),
+            keys.jobs_index(tenant),
+            self.route.list_key,
+        ]
+        args: list[str | int] = [
+            settings.api_rate_limit,
+            settings.api_rate_window_s + 1,
+            idem_value,
+            settings.api_idempotency_ttl_s,
+            settings.api_max_jobs_in_flight,
+            repr(now),
+            settings.result_expires_s,
+            job_id,
+            json.dumps(payload),
+            "1" if count_rate else "0",
+        ]
+        with translated("recording and publishing a job"):
+            self.client()
+            script = self._scripts[id(asyncio.get_running_loop())]
+            reply = await script(keys=script_keys, args=args)
+        verdict = reply[0].decode()
+        if verdict == "ok":
+            accepted = {
+                "job_id": job_id,
+                "status": "running",
+                "total_tasks": len(task_ids),
+                "links": jobs.links(job_id),
+            }
+            return accepted, False
+        if verdict == "rate":
+            raise rate_limited(settings, principal, now)
+        if verdict == "replay":
+            replay = await run_in_threadpool(
+                jobs.replay_stored, self.services, reply[1], body_hash, idem_key
+            )
+            if replay is None:  # the key's job expired: the key is free again
+                return await self._record_and_publish(
+                    principal, goal, plan, idempotency_key, count_rate=False
+                )
+            return replay, True
+        return None  # busy
+
+    async def prune(self, tenant: str) -> int:
+        """Drop ended jobs from the tenant's in-flight set; return how many are left."""
+        client, key = self.client(), self.keys.jobs_in_flight(tenant)
+        with translated("counting a tenant's jobs in flight"):
+            members: list[bytes] = await client.zrange(key, 0, -1)  # type: ignore[assignment]
+            pipe = client.pipeline(transaction=False)
+            for member in members:
+                pipe.hget(self.keys.job(member.decode()), "status")
+            gone = ended(members, await pipe.execute())
+            if gone:
+                await client.zrem(key, *gone)
+        return len(members) - len(gone)
+
+    async def count_rate(self, principal: Principal) -> None:
+        """Count a request that ends before the script (a bad goal) against the key's rate."""
+        settings = self.services.settings
+        now = time.time()
+        key = self.keys.rate_limit(principal.key_id, int(now // settings.api_rate_window_s))
+        with translated("counting a request against the rate limit"):
+            pipe = self.client().pipeline(transaction=False)
+            pipe.incr(key)
+            pipe.expire(key, settings.api_rate_window_s + 1)
+            count, _ = await pipe.execute()
+        if int(count) > settings.api_rate_limit:
+            raise rate_limited(settings, principal, now)
+
+    async def close(self) -> None:
+        for _, client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+        self._scripts.clear()
+
+
+def _flat(pairs: Any) -> list[str]:
+    return [str(value) for pair in pairs for value in pair]
