@@ -63,7 +63,7 @@ def rate_limited(settings: Settings, principal: Principal, now: float) -> RateLi
     retry_after = max(1, math.ceil((window + 1) * settings.api_rate_window_s - now))
     return RateLimitError(
         f"key {principal.key_id} is past {settings.api_rate_limit} requests per "
-        f"{settings.api_rate_window_s} s; retry after {retry_after} s",
+        f"{settings.api_rate_window_s} s (api_rate_limit); retry after {retry_after} s",
         retry_after_s=retry_after,
     )
 

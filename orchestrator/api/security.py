@@ -68,11 +68,12 @@ async def get_submitter(request: Request) -> Submitter:
 
 
 async def submitter_principal(
-    submitter: Annotated[Submitter, Depends(get_submitter)],
-    store: Annotated[KeyStore, Depends(get_key_store)],
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """The submit route's check, on the event loop: its rate is counted by the submit script."""
+    submitter: Submitter = request.app.state.submitter
+    store: KeyStore = request.app.state.key_store
     token = credentials.credentials if credentials else None
     principal = await store.authenticate_async(token, submitter.client())
     if not principal.allows("submit"):

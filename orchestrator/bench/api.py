@@ -24,21 +24,22 @@ from typing import Any
 import httpx
 
 from orchestrator.bench.environment import BenchRedis, bench_redis
-from orchestrator.bench.stats import percentile
+from orchestrator.bench.stats import percentile, summary
 from orchestrator.harness import free_port
 from workers.celery_app.factory import create_app
 from workers.core.names import BATCH_TASK
 
-SIZES = {
-    "tiny": {"jobs": 200, "clients": 20},
-    "default": {"jobs": 2000, "clients": 50},
-    "full": {"jobs": 10000, "clients": 50},
+SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"jobs": 150, "clients": (1, 4, 50), "api_workers": (1, 2), "repeats": 1},
+    "default": {"jobs": 2000, "clients": (1, 4, 50), "api_workers": (1, 2), "repeats": 3},
+    "full": {"jobs": 10000, "clients": (1, 4, 50), "api_workers": (1, 2), "repeats": 5},
 }
+HEADLINE_CLIENTS = 50
 GOAL = {"name": "bench", "steps": [{"skill": "noop", "items": [{"value": 1}]}]}
 
 
 @contextmanager
-def api_process(env: BenchRedis, **settings: str) -> Iterator[tuple[str, str]]:
+def api_process(env: BenchRedis, workers: int = 1, **settings: str) -> Iterator[tuple[str, str]]:
     """``victor api`` in a subprocess on a free loopback port; yields ``(url, api key)``."""
     from orchestrator.api.keystore import KeyStore, parse_scopes
     from workers.core.keys import Keys
@@ -59,6 +60,7 @@ def api_process(env: BenchRedis, **settings: str) -> Iterator[tuple[str, str]]:
         **settings,
     }
     command = [str(Path(sys.executable).parent / "victor"), "api", "--port", str(port)]
+    command += ["--workers", str(workers)]
     process = subprocess.Popen(
         command,
         env=variables,
@@ -151,24 +153,65 @@ def figures(elapsed: float, latencies: list[float], jobs: int) -> dict[str, Any]
     }
 
 
-def run(size: str) -> dict[str, Any]:
-    jobs, clients = SIZES[size]["jobs"], SIZES[size]["clients"]
-    with bench_redis() as env, api_process(env) as (url, key):
-        submit_all(url, key, min(100, jobs), clients)  # warm the server and its pools
-        elapsed, latencies, failures = submit_all(url, key, jobs, clients)
-        ours = figures(elapsed, latencies, jobs)
+def cell(
+    env: BenchRedis, url: str, key: str, jobs: int, clients: int, repeats: int
+) -> dict[str, Any]:
+    """Ours and the peer at one client count, alternated ``repeats`` times; medians."""
+    ours_runs, peer_runs, failures = [], [], 0
+    for _ in range(repeats):
+        elapsed, latencies, failed = submit_all(url, key, jobs, clients)
+        ours_runs.append(figures(elapsed, latencies, jobs))
+        failures += failed
         peer_elapsed, peer_latencies = send_all(env, jobs, clients)
-        peer = figures(peer_elapsed, peer_latencies, jobs)
+        peer_runs.append(figures(peer_elapsed, peer_latencies, jobs))
+    ours = {name: median_of(ours_runs, name) for name in ours_runs[0]}
+    peer = {name: median_of(peer_runs, name) for name in peer_runs[0]}
+    spread = summary([run["per_s"] for run in ours_runs])["spread"]
     return {
-        "ratio": round(ours["per_s"] / peer["per_s"], 3),
-        "ours": ours["per_s"],
-        "peer": peer["per_s"],
-        "unit": "jobs submitted per second (ratio = ours / raw Celery send_task)",
         "clients": clients,
-        "jobs": jobs,
+        "ratio": round(ours["per_s"] / peer["per_s"], 3),
+        "ours": ours,
+        "peer": peer,
+        "ours_spread": round(spread, 3),
         "failures": failures,
-        "api": ours,
-        "raw_celery_send_task": peer,
-        "peer_is": "Celery send_task of the same victor.batch task, same thread count, no auth, "
-        "no ledger record, no planning",
+    }
+
+
+def median_of(runs: list[dict[str, float]], name: str) -> float:
+    return float(summary([run[name] for run in runs])["median"])
+
+
+def run(size: str) -> dict[str, Any]:
+    config = SIZES[size]
+    jobs, repeats = config["jobs"], config["repeats"]
+    matrix = []
+    with bench_redis() as env:
+        for workers in config["api_workers"]:
+            with api_process(env, workers=workers) as (url, key):
+                # Warm every uvicorn process and its pools (connections are spread over them).
+                submit_all(url, key, 200 * workers, HEADLINE_CLIENTS)
+                for clients in config["clients"]:
+                    row = cell(env, url, key, jobs, clients, repeats)
+                    matrix.append({"api_workers": workers, **row})
+    headline = max(
+        (row for row in matrix if row["clients"] == HEADLINE_CLIENTS),
+        key=lambda row: row["ratio"],
+    )
+    return {
+        "ratio": headline["ratio"],
+        "ours": headline["ours"]["per_s"],
+        "peer": headline["peer"]["per_s"],
+        "unit": "jobs submitted per second (ratio = ours / raw Celery send_task)",
+        "clients": HEADLINE_CLIENTS,
+        "api_workers": headline["api_workers"],
+        "jobs": jobs,
+        "repeats": repeats,
+        "failures": sum(row["failures"] for row in matrix),
+        "api": headline["ours"],
+        "raw_celery_send_task": headline["peer"],
+        "matrix": matrix,
+        "peer_is": "Celery send_task of the same victor.batch task from the same number of "
+        "threads, no auth, no ledger record, no planning",
+        "headline_is": f"the best uvicorn worker count at {HEADLINE_CLIENTS} clients; every "
+        "cell is in matrix (medians over repeats, ours and the peer alternated)",
     }
