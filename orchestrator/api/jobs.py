@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from orchestrator.api.keystore import Principal
-from orchestrator.api.quotas import add_in_flight, check_in_flight
+from orchestrator.api.quotas import admit_in_flight
 from orchestrator.api.services import Services, broker_translated
 from orchestrator.core.dispatcher import dispatch_plan, new_job_id, release
 from orchestrator.core.plan import GoalSpec, Plan
@@ -152,10 +152,17 @@ def submit_plan(
         replay = _replay(services, idem_key, body_hash)
         if replay is not None:
             return replay, True
-    check_in_flight(services.redis, services.keys, services.settings, principal.tenant)
     # The API never runs skills itself: small jobs go to the fleet too.
     plan = plan.model_copy(update={"inline": False})
     job_id = new_job_id()
+    admit_in_flight(
+        services.redis,
+        services.keys,
+        services.settings,
+        principal.tenant,
+        job_id,
+        plan.item_count,
+    )
     if idem_key is not None:
         stored = json.dumps({"body": body_hash, "job_id": job_id, "at": time.time()})
         with translated("reserving an Idempotency-Key"):
@@ -178,14 +185,6 @@ def submit_plan(
         if idem_key is not None:
             _forget_unrecorded(services, idem_key, job_id)
         raise
-    add_in_flight(
-        services.redis,
-        services.keys,
-        principal.tenant,
-        job_id,
-        time.time(),
-        services.settings.result_expires_s,
-    )
     accepted = {
         "job_id": job_id,
         "status": "running",

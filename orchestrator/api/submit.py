@@ -24,26 +24,37 @@ from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api import jobs
 from orchestrator.api.keystore import Principal
-from orchestrator.api.quotas import check_plan, ended, rate_limited, too_many_in_flight
+from orchestrator.api.quotas import (
+    FORGET_SCRIPT,
+    IN_FLIGHT_LUA,
+    check_plan,
+    ended,
+    rate_limited,
+    refusal,
+)
 from orchestrator.api.services import Services
 from orchestrator.core.dispatcher import new_job_id
 from orchestrator.core.plan import GoalSpec, Plan
 from orchestrator.core.planner import plan_goal
 from orchestrator.core.wire import Route, task_message
-from workers.core.errors import GoalInputError
+from workers.core.errors import GoalInputError, RateLimitError
 from workers.core.names import BATCH_TASK
 from workers.core.redis_client import translated
 from workers.ledger import JobRecord
 from workers.ledger.redis_ledger import job_fields
 
 # KEYS: 1 rate counter, 2 Idempotency-Key (a dummy name without one), 3 tenant's jobs in
-#       flight, 4 job, 5 job's tasks, 6 ledger's open tasks, 7 tenant's job index, 8 queue
+#       flight, 4 their items, 5 job, 6 job's tasks, 7 ledger's open tasks, 8 tenant's job
+#       index, 9 queue
 # ARGV: 1 rate limit, 2 rate window ttl, 3 Idempotency-Key value ('' for none), 4 its ttl,
-#       5 jobs in flight limit, 6 now, 7 record ttl, 8 job id, 9 payload (job fields, task
-#       specs, open members, messages: flat lists), 10 '1' to count the rate
-SUBMIT_SCRIPT = """
+#       5 jobs in flight limit, 6 items in flight limit, 7 now, 8 record ttl, 9 job id,
+#       10 the job's items, 11 payload (job fields, task specs, open members, messages: flat
+#       lists), 12 '1' to count the rate
+SUBMIT_SCRIPT = (
+    IN_FLIGHT_LUA
+    + """
 local count = 0
-if ARGV[10] == '1' then
+if ARGV[12] == '1' then
   count = redis.call('INCR', KEYS[1])
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   if count > tonumber(ARGV[1]) then return {'rate', count} end
@@ -52,32 +63,30 @@ if ARGV[3] ~= '' then
   local stored = redis.call('GET', KEYS[2])
   if stored then return {'replay', stored} end
 end
-local now = tonumber(ARGV[6])
-local ttl = tonumber(ARGV[7])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
-local running = redis.call('ZCARD', KEYS[3])
-if running >= tonumber(ARGV[5]) then return {'busy', running} end
+local now, ttl, items = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[10])
+local verdict = admit(KEYS[3], KEYS[4], now, ttl, tonumber(ARGV[5]), tonumber(ARGV[6]), items)
+if verdict then return verdict end
 if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
-local payload = cjson.decode(ARGV[9])
+local payload = cjson.decode(ARGV[11])
 local function each(command, key, values)
   for first = 1, #values, 1000 do
     redis.call(command, key, unpack(values, first, math.min(first + 999, #values)))
   end
 end
 -- The ledger first: the job, its tasks, the open tasks the reconciler watches, the indexes.
-each('HSET', KEYS[4], payload.job)
-redis.call('EXPIRE', KEYS[4], ttl)
-each('HSET', KEYS[5], payload.tasks)
+each('HSET', KEYS[5], payload.job)
 redis.call('EXPIRE', KEYS[5], ttl)
-each('ZADD', KEYS[6], payload.open)
-redis.call('ZADD', KEYS[7], now, ARGV[8])
-redis.call('EXPIRE', KEYS[7], ttl)
-redis.call('ZADD', KEYS[3], now, ARGV[8])
-redis.call('EXPIRE', KEYS[3], ttl)
+each('HSET', KEYS[6], payload.tasks)
+redis.call('EXPIRE', KEYS[6], ttl)
+each('ZADD', KEYS[7], payload.open)
+redis.call('ZADD', KEYS[8], now, ARGV[9])
+redis.call('EXPIRE', KEYS[8], ttl)
+enter(KEYS[3], KEYS[4], now, ttl, ARGV[9], items)
 -- Then the tasks, as kombu's Redis transport queues them.
-each('LPUSH', KEYS[8], payload.messages)
+each('LPUSH', KEYS[9], payload.messages)
 return {'ok', count}
 """
+)
 
 
 def needs_canvas(plan: Plan) -> bool:
@@ -140,12 +149,12 @@ class Submitter:
             outcome = await self._record_and_publish(
                 principal, goal, plan, idempotency_key, count_rate=attempt == 1
             )
-            if outcome is not None:
+            if not isinstance(outcome, RateLimitError):
                 return outcome
-            running = await self.prune(principal.tenant)
-            if running >= services.settings.api_max_jobs_in_flight:
-                break
-        raise too_many_in_flight(principal.tenant, running)
+            if attempt == 1:  # past a limit: forget the jobs that ended, then try once more
+                await self.prune(principal.tenant)
+        assert isinstance(outcome, RateLimitError)
+        raise outcome
 
     async def _record_and_publish(
         self,
@@ -155,8 +164,8 @@ class Submitter:
         idempotency_key: str | None,
         *,
         count_rate: bool,
-    ) -> tuple[dict[str, Any], bool] | None:
-        """One script call; None when the tenant's in-flight set needs pruning first."""
+    ) -> tuple[dict[str, Any], bool] | RateLimitError:
+        """One script call; the 429 to raise when the tenant is past an in-flight limit."""
         settings, keys, tenant = self.services.settings, self.keys, principal.tenant
         job_id = new_job_id()
         now = time.time()
@@ -203,6 +212,7 @@ class Submitter:
             keys.rate_limit(principal.key_id, window),
             idem_key,
             keys.jobs_in_flight(tenant),
+            keys.items_in_flight(tenant),
             keys.job(job_id),
             keys.job_tasks(job_id),
             keys.ledger_open(),
@@ -215,9 +225,11 @@ class Submitter:
             idem_value,
             settings.api_idempotency_ttl_s,
             settings.api_max_jobs_in_flight,
+            settings.api_max_items_in_flight,
             repr(now),
             settings.result_expires_s,
             job_id,
+            plan.item_count,
             json.dumps(payload),
             "1" if count_rate else "0",
         ]
@@ -245,10 +257,10 @@ class Submitter:
                     principal, goal, plan, idempotency_key, count_rate=False
                 )
             return replay, True
-        return None  # busy
+        return refusal(verdict, int(reply[1]), tenant, plan.item_count, settings)
 
-    async def prune(self, tenant: str) -> int:
-        """Drop ended jobs from the tenant's in-flight set; return how many are left."""
+    async def prune(self, tenant: str) -> None:
+        """Forget the tenant's jobs in flight that ended (or whose record is gone)."""
         client, key = self.client(), self.keys.jobs_in_flight(tenant)
         with translated("counting a tenant's jobs in flight"):
             members: list[bytes] = await client.zrange(key, 0, -1)  # type: ignore[assignment]
@@ -257,8 +269,7 @@ class Submitter:
                 pipe.hget(self.keys.job(member.decode()), "status")
             gone = ended(members, await pipe.execute())
             if gone:
-                await client.zrem(key, *gone)
-        return len(members) - len(gone)
+                await client.eval(FORGET_SCRIPT, 2, key, self.keys.items_in_flight(tenant), *gone)
 
     async def count_rate(self, principal: Principal) -> None:
         """Count a request that ends before the script (a bad goal) against the key's rate."""

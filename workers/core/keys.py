@@ -43,6 +43,10 @@ class Keys:
         """The tenant's submitted jobs not yet seen to end (the API prunes it lazily)."""
         return f"{self.prefix}:inflight:{tenant}"
 
+    def items_in_flight(self, tenant: str) -> str:
+        """Items per job of ``jobs_in_flight`` and their ``total`` (a hash)."""
+        return f"{self.prefix}:inflight-items:{tenant}"
+
     def ledger_open(self) -> str:
         return f"{self.prefix}:ledger:open"
 

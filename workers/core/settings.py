@@ -193,6 +193,9 @@ class Settings(BaseSettings):
     api_probe_skills_enabled: bool = False  # leak, effect, sleep: test probes, off for tenants
     api_max_items_per_job: int = Field(10_000, ge=1, le=10_000_000)
     api_max_jobs_in_flight: int = Field(20, ge=1, le=100_000)
+    # Items of a tenant's jobs in flight (its queued work); a job is refused past it unless the
+    # tenant has nothing in flight.
+    api_max_items_in_flight: int = Field(100_000, ge=1, le=100_000_000)
     api_url: str = "http://127.0.0.1:8000"
     api_key: SecretStr = SecretStr("")
     flower_basic_auth: SecretStr = SecretStr("")

@@ -152,3 +152,49 @@ def test_a_bad_body_counts_against_the_rate(
     limited = client.post("/v1/jobs", json=noop_goal(1))
     assert limited.status_code == 429, limited.text
     assert "api_rate_limit" in limited.text and limited.headers["Retry-After"]
+
+
+def test_queued_items_past_the_tenants_limit_get_429_until_a_job_ends(
+    redis_settings: Callable[..., Settings], live_api: Any, redis_url: str
+) -> None:
+    settings = redis_settings(api_max_items_in_flight=5)
+    live = live_api(settings)
+    store = redis.Redis.from_url(redis_url)
+    keys = Keys(settings.key_prefix)
+    client = live.client(live.key())
+    first = client.post("/v1/jobs", json=noop_goal(4))  # no worker: it stays in flight
+    assert first.status_code == 202, first.text
+    refused = client.post("/v1/jobs", json=noop_goal(2))
+    assert refused.status_code == 429, refused.text
+    assert "api_max_items_in_flight" in refused.text and refused.headers["Retry-After"] == "5"
+    assert client.post("/v1/jobs", json=noop_goal(1)).status_code == 202  # 4 + 1 fits
+    store.hset(keys.job(first.json()["job_id"]), "status", "succeeded")
+    assert client.post("/v1/jobs", json=noop_goal(2)).status_code == 202
+    assert store.hget(keys.items_in_flight("acme"), "total") == b"3"  # 1 + 2; 4 forgotten
+    store.close()
+
+
+def test_a_job_larger_than_the_items_limit_runs_when_the_tenant_has_nothing_in_flight(
+    redis_settings: Callable[..., Settings], live_api: Any
+) -> None:
+    live = live_api(redis_settings(api_max_items_in_flight=2))
+    client = live.client(live.key())
+    assert client.post("/v1/jobs", json=noop_goal(3)).status_code == 202
+    assert client.post("/v1/jobs", json=noop_goal(1)).status_code == 429
+
+
+def test_a_job_with_a_reduce_is_admitted_and_counted_like_any_other(
+    redis_settings: Callable[..., Settings], live_api: Any, redis_url: str
+) -> None:
+    settings = redis_settings(api_max_jobs_in_flight=1)
+    live = live_api(settings)
+    store = redis.Redis.from_url(redis_url)
+    keys = Keys(settings.key_prefix)
+    client = live.client(live.key())
+    goal = noop_goal(2, reduce={"skill": "report", "params": {}})
+    accepted = client.post("/v1/jobs", json=goal)  # the chord path, through Celery's canvas
+    assert accepted.status_code == 202, accepted.text
+    assert store.hget(keys.items_in_flight("acme"), accepted.json()["job_id"]) == b"2"
+    refused = client.post("/v1/jobs", json=goal)
+    assert refused.status_code == 429 and "api_max_jobs_in_flight" in refused.text
+    store.close()
