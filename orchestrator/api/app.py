@@ -91,6 +91,13 @@ def _openapi(api: FastAPI) -> dict[str, Any]:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.update(goal_schema.pop("$defs", {}))
     components["GoalSpec"] = goal_schema
+    # The event stream's data (described in its route's 200 answer) uses these.
+    from orchestrator.api.models import JobProgress, StreamError
+
+    for event_model in (JobProgress, StreamError):
+        components[event_model.__name__] = event_model.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
     if "/v1/cache/invalidate" in schema["paths"]:
         from orchestrator.api.models import CacheInvalidation
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workers.core.errors import (
@@ -93,16 +94,49 @@ async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_request", message or "invalid request", problems)
 
 
-async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
     detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # The router names the methods of the first route on the path only; list them all.
+        allowed = allowed_methods(request, headers.get("Allow", ""))
+        headers["Allow"] = ", ".join(allowed)
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=headers)
+        detail = f"{request.method} is not allowed on {request.url.path}; use {headers['Allow']}"
     return error_response(
-        exc.status_code,
-        codes.get(exc.status_code, "http_error"),
-        detail,
-        headers=dict(exc.headers or {}),
+        exc.status_code, codes.get(exc.status_code, "http_error"), detail, headers=headers
     )
+
+
+def allowed_methods(request: Request, named: str = "") -> list[str]:
+    """Every method a route serves on the request's path (from the schema), and OPTIONS.
+
+    ``named`` is what the router's own ``Allow`` said (the first route on the path only).
+    """
+    methods = {"OPTIONS", *(name.strip() for name in named.split(",") if name.strip())}
+    path = request.url.path
+    for pattern, served in _route_methods(request.app):
+        if pattern.fullmatch(path):
+            methods |= served
+    order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return sorted(methods, key=lambda name: (order.index(name) if name in order else 99, name))
+
+
+def _route_methods(app: Any) -> list[tuple[re.Pattern[str], set[str]]]:
+    """(path pattern, methods) per path of the app's schema, built once per app."""
+    cached: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+        app.state, "route_methods", None
+    )
+    if cached is None:
+        cached = []
+        for template, operations in app.openapi()["paths"].items():
+            pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+            cached.append((re.compile(pattern), {method.upper() for method in operations}))
+        app.state.route_methods = cached
+    return cached
 
 
 async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:

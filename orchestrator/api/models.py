@@ -83,6 +83,20 @@ class TaskResult(BaseModel):
     outcome: Any = Field(description="The task's list of per-item outcomes.")
 
 
+class JobProgress(BaseModel):
+    """The data of a ``progress`` event: tasks done of all, and the job's status."""
+
+    done: int
+    total: int
+    status: JobStatus
+
+
+class StreamError(BaseModel):
+    """The data of an ``error`` event; reconnect with Last-Event-ID to resume."""
+
+    message: str
+
+
 class ResultPage(BaseModel):
     """One page of a job's task results, in completion order."""
 

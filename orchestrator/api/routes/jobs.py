@@ -43,6 +43,25 @@ GOAL_BODY: dict[str, Any] = {
 }
 
 
+EVENTS_DESCRIPTION = (
+    "A Server-Sent Events stream (`retry: 1000` first). Each event has an `event:` name, an "
+    "`id:` to resume from with Last-Event-ID, and one `data:` line of JSON: `result` carries a "
+    "TaskResult (#/components/schemas/TaskResult) as each task is recorded; `progress` a "
+    "JobProgress after each batch of results or status change; `end` the Job, once, when the "
+    "job is terminal and every result was sent; `error` a StreamError when the stream cannot "
+    "go on (reconnect to resume). Comment lines (`: keep-alive`) keep idle connections open."
+)
+EVENTS_EXAMPLE = (
+    "retry: 1000\n\n"
+    "event: result\nid: 1:1700000000000-0\n"
+    'data: {"seq": 1, "task_id": "0f3c.0", "worker": "w1@host", "outcome": [{"ok": true}]}\n\n'
+    "event: progress\nid: 1:1700000000000-0\n"
+    'data: {"done": 1, "total": 1, "status": "succeeded"}\n\n'
+    "event: end\nid: 1:1700000000000-0\n"
+    'data: {"job_id": "0f3c", "status": "succeeded", "...": "the Job"}\n\n'
+)
+
+
 @router.post(
     "",
     status_code=202,
@@ -120,8 +139,13 @@ def read_results(
     responses={
         **responses(404, 422),
         200: {
-            "description": "An event stream: result, progress, then end (or error).",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": EVENTS_DESCRIPTION,
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string", "description": EVENTS_DESCRIPTION},
+                    "example": EVENTS_EXAMPLE,
+                }
+            },
         },
     },
     response_class=StreamingResponse,
@@ -150,6 +174,12 @@ async def follow_events(
     response_model=Job,
     responses=responses(404, 409, 422),
     summary="Revoke a job's tasks",
+    description=(
+        "Revokes the job: its queued and running tasks are revoked and its status becomes "
+        "`revoked`. The record is kept, not deleted: the job, its results recorded so far and "
+        "its events stay readable until they expire (`result_expires_s`). A finished job "
+        "cannot be revoked (409)."
+    ),
 )
 def revoke_job(job_id: JobId, principal: SubmitPrincipal, services: ServicesDep) -> dict[str, Any]:
     return jobs.job_view(jobs.revoke(services, principal, job_id))
