@@ -6,13 +6,13 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 BENCH_SIZE ?= default
 
-.PHONY: install run test soak lint typecheck bench bench-tiny redis-bin clean
+.PHONY: install run test soak lint typecheck bench bench-tiny redis-bin cloc-bin clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11); install it or run make PYTHON=python3"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,analyze]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -29,10 +29,17 @@ redis-bin:
 	    (apt-get update -qq || true) && apt-get install -y -qq redis-server >/dev/null; \
 	  else echo "redis-server is missing: install it (sudo apt-get install -y redis-server)"; exit 1; fi; }
 
-test: install redis-bin
+# The analyze agreement tests and bench compare line counts with cloc's.
+cloc-bin:
+	@command -v cloc >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq || true) && apt-get install -y -qq cloc >/dev/null; \
+	  else echo "cloc is missing: install it (sudo apt-get install -y cloc)"; exit 1; fi; }
+
+test: install redis-bin cloc-bin
 	$(BIN)/python -m pytest -m "not soak" $(PYTEST_ARGS)
 
-soak: install redis-bin
+soak: install redis-bin cloc-bin
 	VICTOR_SOAK=1 $(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
 
 lint: install
@@ -42,7 +49,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-bench: install redis-bin
+bench: install redis-bin cloc-bin
 	@for group in $$($(BIN)/victor bench list); do \
 	  echo "== $$group"; $(BIN)/victor bench $$group --size $(BENCH_SIZE) || exit 1; done
 

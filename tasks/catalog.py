@@ -168,7 +168,7 @@ ANALYZE_CODE = SkillSpec(
     ),
     input_model=AnalyzeCodeInput,
     implementation="tasks.analyze:analyze_code",
-    version="3",
+    version="4",
     cacheable=True,
     file_param="path",
     keywords=("analyze", "analyse", "code", "complexity", "metrics", "lines", "functions"),

@@ -1,4 +1,8 @@
-"""report: the reduce step of ``victor analyze``, and of searches (matches by file)."""
+"""report: the reduce step of ``victor analyze``, and of searches (matches by file).
+
+The analyze report's shape is versioned by ``SCHEMA_VERSION`` (documented in the README's
+analyze section): bump it when a field changes meaning or goes away, not when one is added.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,11 @@ from typing import Any
 
 from tasks.catalog import ReportInput
 from workers.skills.spec import SkillContext
+
+SCHEMA_VERSION = 2
+# Functions above this complexity are findings (``complexity_findings``, SARIF results).
+COMPLEXITY_THRESHOLD = 10
+MAX_FINDINGS = 1000
 
 
 def iter_outcomes(results: Iterable[Any]) -> Iterator[dict[str, Any]]:
@@ -31,11 +40,16 @@ def report(params: ReportInput, context: SkillContext) -> dict[str, Any]:
     totals = Counter[str]()
     languages = Counter[str]()
     largest: list[tuple[int, str]] = []
-    complex_functions: list[tuple[int, str, str, int]] = []
+    complex_functions: list[tuple[int, str, str, int, str]] = []
     errors: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     truncated: list[dict[str, Any]] = []
     searched: list[tuple[int, str, list[list[Any]]]] = []
+    by_language: dict[str, Counter[str]] = {}
+    counted_only: set[str] = set()
+    hashes: dict[str, list[str]] = {}
+    generated: list[str] = []
+    findings: list[dict[str, Any]] = []
     parse_errors = 0
     top = params.top
     for outcome in iter_outcomes(params.results):
@@ -72,13 +86,26 @@ def report(params: ReportInput, context: SkillContext) -> dict[str, Any]:
             totals[field] += int(value.get(field, 0))
         functions = value.get("functions") or []
         totals["functions"] += len(functions)
-        languages[str(value.get("language", "other"))] += 1
+        language = str(value.get("language", "other"))
+        languages[language] += 1
+        _add_language(by_language.setdefault(language, Counter()), value, functions)
+        if value.get("parser") == "lines":
+            counted_only.add(language)
+        if value.get("sha256") and int(value.get("lines", 0)):
+            hashes.setdefault(str(value["sha256"]), []).append(path)
+        if value.get("generated"):
+            generated.append(path)
         parse_errors += "parse_error" in value
         heapq.heappush(largest, (int(value.get("code", 0)), path))
         if len(largest) > top:
             heapq.heappop(largest)
-        for name, line, complexity in functions:
-            heapq.heappush(complex_functions, (int(complexity), path, str(name), int(line)))
+        for function in functions:
+            name, line, complexity = function[0], int(function[1]), int(function[2])
+            heapq.heappush(complex_functions, (complexity, path, str(name), line, language))
+            if complexity > COMPLEXITY_THRESHOLD:
+                totals["complexity_findings"] += 1
+                if len(findings) < MAX_FINDINGS:
+                    findings.append(_finding(function, path, language))
             if len(complex_functions) > top:
                 heapq.heappop(complex_functions)
     if totals["searched_files"] and not totals["files"]:  # a search report only
@@ -89,17 +116,40 @@ def report(params: ReportInput, context: SkillContext) -> dict[str, Any]:
             "error_count": len(errors),
         }
     search = {"matches_by_file": _matches_by_file(searched)} if totals["searched_files"] else {}
+    duplicates = sorted(
+        ({"sha256": digest, "paths": sorted(paths)} for digest, paths in hashes.items()),
+        key=lambda row: (-len(row["paths"]), row["paths"][0]),
+    )
+    duplicates = [row for row in duplicates if len(row["paths"]) > 1]
     return {
+        "schema_version": SCHEMA_VERSION,
         **search,
         "totals": dict(totals),
         "languages": dict(languages.most_common()),
+        "by_language": {
+            name: _language_row(by_language[name], name in counted_only)
+            for name, _ in languages.most_common()
+        },
+        "counted_only": sorted(counted_only),
+        "duplicate_files": duplicates[:top],
+        "duplicate_count": sum(len(row["paths"]) - 1 for row in duplicates),
+        "generated_files": sorted(generated)[:top],
+        "generated_count": len(generated),
         "largest_files": [
             {"path": path, "code": code} for code, path in sorted(largest, reverse=True)
         ],
         "most_complex": [
-            {"path": path, "function": name, "line": line, "complexity": complexity}
-            for complexity, path, name, line in sorted(complex_functions, reverse=True)
+            {
+                "path": path,
+                "function": name,
+                "line": line,
+                "complexity": complexity,
+                "language": language,
+            }
+            for complexity, path, name, line, language in sorted(complex_functions, reverse=True)
         ],
+        "complexity_threshold": COMPLEXITY_THRESHOLD,
+        "complexity_findings": sorted(findings, key=lambda row: (-row["complexity"], row["path"])),
         "parse_errors": parse_errors,
         "skipped_files": skipped[:top],
         "skipped_count": len(skipped),
@@ -107,6 +157,43 @@ def report(params: ReportInput, context: SkillContext) -> dict[str, Any]:
         "truncated_count": len(truncated),
         "errors": errors[:top],
         "error_count": len(errors),
+    }
+
+
+def _finding(function: list[Any], path: str, language: str) -> dict[str, Any]:
+    end_line = int(function[3]) if len(function) > 3 else int(function[1])
+    return {
+        "path": path,
+        "function": str(function[0]),
+        "line": int(function[1]),
+        "end_line": end_line,
+        "complexity": int(function[2]),
+        "language": language,
+    }
+
+
+def _add_language(row: Counter[str], value: dict[str, Any], functions: list[Any]) -> None:
+    row["files"] += 1
+    for field in ("code", "comment", "blank", "docstring"):
+        row[field] += int(value.get(field, 0))
+    row["functions"] += len(functions)
+    for function in functions:
+        complexity = int(function[2])
+        row["complexity_sum"] += complexity
+        row["worst_complexity"] = max(row["worst_complexity"], complexity)
+
+
+def _language_row(row: Counter[str], counted_only: bool) -> dict[str, Any]:
+    """One language's totals, with average and worst complexity over its functions."""
+    functions = row["functions"]
+    return {
+        **{
+            field: row[field]
+            for field in ("files", "code", "comment", "blank", "docstring", "functions")
+        },
+        "average_complexity": round(row["complexity_sum"] / functions, 2) if functions else None,
+        "worst_complexity": row["worst_complexity"] if functions else None,
+        "counted_only": counted_only,
     }
 
 

@@ -16,6 +16,7 @@ GROUPS: dict[str, str] = {
     "streaming": "orchestrator.bench.streaming:run",
     "api": "orchestrator.bench.api:run",
     "tuner": "orchestrator.bench.tuner:run",
+    "analyze": "orchestrator.bench.analyze:run",
     "providers": "orchestrator.bench.providers:run",
 }
 

@@ -11,7 +11,6 @@ import typer
 from rich.table import Table
 
 from orchestrator.cli.outcome import exit_with_status, print_outcome
-from orchestrator.cli.roots import check_served_roots
 from orchestrator.cli.support import console, job_progress, out, settings_or_exit
 from workers.core.settings import Mode, Settings
 
@@ -48,6 +47,8 @@ def run_goal_cli(
         else:
             plan = plan_goal(goal, settings, runtime.registry)
             if settings.mode is Mode.DISTRIBUTED:
+                from orchestrator.cli.roots import check_served_roots  # imports redis
+
                 check_served_roots(plan, settings)
             handle = dispatch_plan(session.app, plan)
             console.print(
@@ -91,16 +92,29 @@ def write_outcomes(path: Path, outcomes: Iterator[dict[str, Any]]) -> None:
         ) from exc
 
 
+REPORT_FORMATS = ("table", "json", "sarif")
+
+
 def analyze(
     path: Path = typer.Argument(Path("."), help="File or directory to analyze."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (--format json)."),
+    report_format: str = typer.Option(
+        "table", "--format", help="table, json (schema_version'd) or sarif (SARIF 2.1.0)."
+    ),
     top: int = typer.Option(10, "--top", min=1, max=1000, help="Rows in each top list."),
 ) -> None:
-    """Analyze a code base: lines, functions, complexity hot spots, TODOs.
+    """Analyze a code base: lines, functions, complexity hot spots, TODOs, per language.
 
     Exit codes: 0 every file analyzed, 3 some failed (listed), 1 the job failed.
     """
     from orchestrator.core.planner import analyze_goal
+
+    if report_format not in REPORT_FORMATS:
+        raise typer.BadParameter(
+            f"--format {report_format!r}: use one of {', '.join(REPORT_FORMATS)}"
+        )
+    if as_json:
+        report_format = "json"
 
     resolved = path.resolve()
     settings = _settings()
@@ -108,12 +122,17 @@ def analyze(
         # The path named here may be listed by this process; on a fleet the roots the workers
         # serve decide whether it runs (checked before dispatch, never widened from here).
         settings = _settings(allowed_roots=[*settings.allowed_roots, resolved])
-    job = run_goal_cli(analyze_goal(str(resolved), top=top), settings, quiet=as_json)
-    if as_json:
+    quiet = report_format != "table"
+    job = run_goal_cli(analyze_goal(str(resolved), top=top), settings, quiet=quiet)
+    if report_format == "json":
         out.print_json(json.dumps(job if job["status"] != "succeeded" else job["result"]))
+    elif report_format == "sarif":
+        from orchestrator.cli.sarif import sarif_log
+
+        out.print_json(json.dumps(sarif_log(job["result"] or {}, base=resolved)))
     elif job["result"] is not None:
         print_report(job["result"], str(path), base=resolved)
-    if not as_json and job["status"] != "succeeded":
+    if not quiet and job["status"] != "succeeded":
         print_outcome(job)
     exit_with_status(job)
 
@@ -148,12 +167,8 @@ def print_report(report: dict[str, Any], title: str, base: Path | None = None) -
     table.add_row("truncated files", str(report.get("truncated_count", 0)))
     out.print(table)
     print_skipped(report, shown)
-    languages = Table(title="languages")
-    languages.add_column("language")
-    languages.add_column("files", justify="right")
-    for name, count in report.get("languages", {}).items():
-        languages.add_row(name, str(count))
-    out.print(languages)
+    print_languages(report)
+    print_duplicates(report, shown)
     largest = Table(title="largest files (code lines)")
     largest.add_column("file")
     largest.add_column("code", justify="right")
@@ -164,9 +179,56 @@ def print_report(report: dict[str, Any], title: str, base: Path | None = None) -
     hot.add_column("function")
     hot.add_column("file:line")
     hot.add_column("complexity", justify="right")
+    hot.add_column("language")
     for row in report.get("most_complex", []):
-        hot.add_row(row["function"], f"{shown(row['path'])}:{row['line']}", str(row["complexity"]))
+        hot.add_row(
+            row["function"],
+            f"{shown(row['path'])}:{row['line']}",
+            str(row["complexity"]),
+            str(row.get("language", "")),
+        )
     out.print(hot)
+
+
+def print_languages(report: dict[str, Any]) -> None:
+    """One row per language; languages without a parser are marked as only counted."""
+    by_language = report.get("by_language")
+    table = Table(title="languages")
+    for column in ("language", "files", "code", "comment", "blank", "functions"):
+        table.add_column(column, justify="left" if column == "language" else "right")
+    table.add_column("avg CCN", justify="right")
+    table.add_column("worst CCN", justify="right")
+    if not by_language:  # a report from before schema 2
+        by_language = {name: {"files": count} for name, count in report["languages"].items()}
+    for name, row in by_language.items():
+        counted = row.get("counted_only")
+        table.add_row(
+            f"{name} (lines only)" if counted else name,
+            *(f"{row.get(key, 0):,}" for key in ("files", "code", "comment", "blank")),
+            "-" if counted else f"{row.get('functions', 0):,}",
+            "-" if row.get("average_complexity") is None else str(row["average_complexity"]),
+            "-" if row.get("worst_complexity") is None else str(row["worst_complexity"]),
+        )
+    out.print(table)
+    if report.get("counted_only"):
+        out.print(
+            "only counted (no parser for these languages): " + ", ".join(report["counted_only"]),
+            highlight=False,
+        )
+
+
+def print_duplicates(report: dict[str, Any], shown: Callable[[str], str]) -> None:
+    """Files with identical content (same SHA-256), and how many generated files were seen."""
+    if report.get("generated_count"):
+        out.print(f"generated files (marked in their header): {report['generated_count']}")
+    if not report.get("duplicate_files"):
+        return
+    table = Table(title=f"duplicate files ({report.get('duplicate_count', 0)} extra copies)")
+    table.add_column("copies", justify="right")
+    table.add_column("files")
+    for row in report["duplicate_files"]:
+        table.add_row(str(len(row["paths"])), ", ".join(shown(path) for path in row["paths"]))
+    out.print(table)
 
 
 def print_skipped(report: dict[str, Any], shown: Callable[[str], str]) -> None:

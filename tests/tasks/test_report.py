@@ -63,9 +63,9 @@ def test_top_lists_are_ordered_and_limited(context: SkillContext) -> None:
     assert [row["path"] for row in result["largest_files"]] == ["f7.py", "f6.py", "f5.py"]
     assert [row["code"] for row in result["largest_files"]] == [70, 60, 50]
     assert result["most_complex"] == [
-        {"path": "f7.py", "function": "fn7", "line": 7, "complexity": 7},
-        {"path": "f6.py", "function": "fn6", "line": 6, "complexity": 6},
-        {"path": "f5.py", "function": "fn5", "line": 5, "complexity": 5},
+        {"path": "f7.py", "function": "fn7", "line": 7, "complexity": 7, "language": "python"},
+        {"path": "f6.py", "function": "fn6", "line": 6, "complexity": 6, "language": "python"},
+        {"path": "f5.py", "function": "fn5", "line": 5, "complexity": 5, "language": "python"},
     ]
 
 

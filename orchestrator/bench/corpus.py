@@ -1,0 +1,204 @@
+"""A multi-language corpus of real third-party source, fetched once and cached.
+
+Nobody here wrote it: Debian packages (Go's standard library from ``golang-1.19-src``, Rust's
+``alloc`` and ``core`` from ``rust-src``, Ruby's standard library from ``libruby3.1``, Symfony
+Console from ``php-symfony-console``), an npm package (``rxjs`` 7.8.1, TypeScript sources), a
+Python source distribution (Brotli 1.1.0, C), and what this machine already holds (npm's own
+JavaScript, libstdc++'s headers for C++, the JDK's ``src.zip`` for Java). Each language's files
+are copied under ``~/.cache/victor-corpus/<size>/<language>/`` with a canonical extension, so
+every tool sees the same files and classifies them the same way. A source that cannot be had
+is left out and named in ``missing``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+CACHE = Path(os.environ.get("VICTOR_CORPUS_DIR", Path.home() / ".cache" / "victor-corpus"))
+FILES_PER_LANGUAGE = {"tiny": 8, "small": 30, "default": 30, "full": 400}
+EXTENSIONS = {
+    "javascript": ".js",
+    "typescript": ".ts",
+    "go": ".go",
+    "rust": ".rs",
+    "java": ".java",
+    "c": ".c",
+    "cpp": ".cpp",
+    "ruby": ".rb",
+    "php": ".php",
+}
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Where each language's files are, and the sources that could not be had."""
+
+    root: Path
+    languages: dict[str, Path]
+    missing: dict[str, str]
+
+    def files(self, language: str) -> list[Path]:
+        return sorted(self.languages[language].iterdir())
+
+
+def build_corpus(size: str = "small") -> Corpus:
+    """The corpus at ``size`` (files per language), built on first call and then reused."""
+    per_language = FILES_PER_LANGUAGE[size]
+    root = CACHE / size
+    languages: dict[str, Path] = {}
+    missing: dict[str, str] = {}
+    for language, finder in _SOURCES.items():
+        target = root / language
+        # The marker lives outside the corpus, so every file under root is a source file.
+        marker = CACHE / "complete" / f"{size}-{language}"
+        if not marker.exists():
+            try:
+                _fill(target, finder(), per_language, EXTENSIONS[language], marker)
+            except (OSError, subprocess.CalledProcessError, StopIteration) as exc:
+                missing[language] = f"{type(exc).__name__}: {exc}"
+                continue
+        languages[language] = target
+    return Corpus(root, languages, missing)
+
+
+def _fill(target: Path, sources: Iterator[Path], limit: int, extension: str, marker: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    count = 0
+    for source in sources:
+        if count >= limit:
+            break
+        data = source.read_bytes()
+        if not data.strip() or b"\0" in data[:8192]:
+            continue
+        (target / f"{count:04d}-{source.stem[:40]}{extension}").write_bytes(data)
+        count += 1
+    if count == 0:
+        raise FileNotFoundError(f"no source files found for {target.name}")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(count))
+
+
+def _downloads() -> Path:
+    path = CACHE / "downloads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _debian(package: str, pattern: str) -> Callable[[], Iterator[Path]]:
+    """Files matching ``pattern`` inside Debian ``package`` (downloaded, unpacked, cached)."""
+
+    def find() -> Iterator[Path]:
+        unpacked = _downloads() / package
+        if not unpacked.exists():
+            work = _downloads() / f"{package}.partial"
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            subprocess.run(
+                ["apt-get", "download", "-q", package],
+                cwd=work,
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+            (deb,) = work.glob("*.deb")
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "root")], check=True)
+            (work / "root").rename(unpacked)
+            shutil.rmtree(work)
+        return iter(sorted(unpacked.glob(pattern)))
+
+    return find
+
+
+def _npm(package: str, pattern: str) -> Callable[[], Iterator[Path]]:
+    def find() -> Iterator[Path]:
+        unpacked = _downloads() / package.replace("@", "-")
+        if not unpacked.exists():
+            work = _downloads() / "npm.partial"
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            subprocess.run(
+                ["npm", "pack", package, "--silent"],
+                cwd=work,
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+            (archive,) = work.glob("*.tgz")
+            with tarfile.open(archive) as tar:
+                tar.extractall(work / "root", filter="data")
+            (work / "root").rename(unpacked)
+            shutil.rmtree(work)
+        return (path for path in sorted(unpacked.glob(pattern)) if not path.name.endswith(".d.ts"))
+
+    return find
+
+
+def _sdist(requirement: str, pattern: str) -> Callable[[], Iterator[Path]]:
+    def find() -> Iterator[Path]:
+        unpacked = _downloads() / requirement.replace("==", "-")
+        if not unpacked.exists():
+            work = _downloads() / "sdist.partial"
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            subprocess.run(
+                [
+                    *(sys.executable, "-m", "pip", "download", "-q", "--no-deps"),
+                    *("--no-binary", ":all:", requirement, "-d", str(work)),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+            (archive,) = work.glob("*.tar.gz")
+            with tarfile.open(archive) as tar:
+                tar.extractall(work / "root", filter="data")
+            (work / "root").rename(unpacked)
+            shutil.rmtree(work)
+        return iter(sorted(unpacked.glob(pattern)))
+
+    return find
+
+
+def _local(directory: str, pattern: str) -> Callable[[], Iterator[Path]]:
+    def find() -> Iterator[Path]:
+        return iter(sorted(Path(directory).glob(pattern)))
+
+    return find
+
+
+def _jdk(pattern: str) -> Callable[[], Iterator[Path]]:
+    def find() -> Iterator[Path]:
+        archives = sorted(Path("/usr/lib/jvm").glob("*/lib/src.zip"))
+        if not archives:
+            raise FileNotFoundError("no JDK src.zip under /usr/lib/jvm")
+        unpacked = _downloads() / "jdk-src"
+        if not unpacked.exists():
+            with zipfile.ZipFile(archives[0]) as archive:
+                names = [name for name in archive.namelist() if Path(name).match(pattern)]
+                archive.extractall(unpacked, members=names)
+        return iter(sorted(unpacked.glob(pattern)))
+
+    return find
+
+
+_SOURCES: dict[str, Callable[[], Iterator[Path]]] = {
+    "javascript": _local("/usr/lib/node_modules/npm", "lib/**/*.js"),
+    "typescript": _npm("rxjs@7.8.1", "package/src/internal/**/*.ts"),
+    "go": _debian("golang-1.19-src", "usr/share/go-1.19/src/[bs]*/**/*.go"),
+    "rust": _debian("rust-src", "usr/src/rustc-*/library/alloc/src/**/*.rs"),
+    "java": _jdk("java.base/java/util/*.java"),
+    "c": _sdist("Brotli==1.1.0", "Brotli-1.1.0/c/**/*.c"),
+    "cpp": _sdist("greenlet==3.1.1", "greenlet-3.1.1/src/greenlet/**/*.[ch]pp"),
+    "ruby": _debian("libruby3.1", "usr/lib/ruby/3.1.0/**/*.rb"),
+    "php": _debian("php-symfony-console", "usr/share/php/Symfony/Component/Console/**/*.php"),
+}

@@ -1,0 +1,62 @@
+"""Code, comment and blank lines from comment spans, the way cloc counts them.
+
+A line is blank when it holds only whitespace (even inside a block comment), a comment line
+when everything else on it lies inside comments, and a code line otherwise (code with a
+trailing comment is code). Spans come from the syntax tree, so comment markers inside strings
+and nested block comments are already resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+# (start row, start column, end row, end column); columns are byte offsets, end exclusive.
+Span = tuple[int, int, int, int]
+
+
+def split_lines(source: bytes) -> list[bytes]:
+    """Rows as tree-sitter numbers them: split on LF, no empty row after a final newline."""
+    if not source:
+        return []
+    lines = source.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def count_lines(lines: list[bytes], comment_spans: Iterable[Span]) -> dict[str, int]:
+    """Count ``lines``, ``code``, ``comment``, ``blank`` (and ``docstring`` = 0)."""
+    whole: set[int] = set()
+    partial: dict[int, list[tuple[int, int]]] = {}
+    last = len(lines) - 1
+    for start_row, start_column, end_row, end_column in comment_spans:
+        if start_row > last:
+            continue
+        end_row = min(end_row, last)
+        if start_row == end_row:
+            partial.setdefault(start_row, []).append((start_column, end_column))
+            continue
+        partial.setdefault(start_row, []).append((start_column, len(lines[start_row])))
+        whole.update(range(start_row + 1, end_row))
+        partial.setdefault(end_row, []).append((0, end_column))
+    code = comment = blank = 0
+    for row, line in enumerate(lines):
+        if not line.strip():
+            blank += 1
+        elif row in whole:
+            comment += 1
+        elif row in partial and not _code_outside(line, partial[row]):
+            comment += 1
+        else:
+            code += 1
+    return {"lines": len(lines), "code": code, "comment": comment, "blank": blank, "docstring": 0}
+
+
+def _code_outside(line: bytes, spans: list[tuple[int, int]]) -> bool:
+    """True when ``line`` has a non-space byte outside every span."""
+    position = 0
+    for start, end in sorted(spans):
+        if line[position:start].strip():
+            return True
+        position = max(position, end)
+    return bool(line[position:].strip())

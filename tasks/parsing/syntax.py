@@ -1,0 +1,195 @@
+"""Measure one source file from its tree-sitter syntax tree.
+
+Functions (qualified name, first and last line, parameter count, cyclomatic complexity),
+classes and types, and cloc-style line counts from the comment nodes. A decision belongs to
+the innermost function around it, so a nested function's branches are its own; a lambda or
+closure that the language's spec does not list as a function adds to the function holding it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from tasks.parsing.grammars import Grammar
+from tasks.parsing.lines import count_lines, split_lines
+
+if TYPE_CHECKING:
+    from tree_sitter import Node
+
+ANONYMOUS = "(anonymous)"
+_NAME_KINDS = frozenset(
+    {
+        "identifier",
+        "field_identifier",
+        "property_identifier",
+        "private_property_identifier",
+        "simple_identifier",
+        "type_identifier",
+        "constant",
+        "name",
+        "operator_name",
+        "destructor_name",
+        "qualified_identifier",
+        "scoped_identifier",
+        "word",
+    }
+)
+_PARAMETER_LISTS = (
+    "parameters",
+    "formal_parameters",
+    "parameter_list",
+    "function_value_parameters",
+    "method_parameters",
+    "lambda_parameters",
+)
+_NAMING_PARENTS = {
+    "variable_declarator": "name",
+    "pair": "key",
+    "assignment_expression": "left",
+    "public_field_definition": "name",
+    "field_definition": "property",
+}
+
+
+def measure_source(source: bytes, grammar: Grammar) -> dict[str, Any]:
+    """Lines, functions (``[name, line, complexity, end_line, parameters]``) and classes."""
+    from tree_sitter import QueryCursor
+
+    spec = grammar.spec
+    tree = grammar.parser.parse(source)
+    captures = QueryCursor(grammar.query).captures(tree.root_node)
+    function_nodes = [
+        node
+        for node in captures.get("function", [])
+        if node.type not in spec.needs_body or _has_body(node)
+    ]
+    function_ids = {node.id for node in function_nodes}
+    decisions = Counter[int]()
+    for node in captures.get("decision", []):
+        if node.type == "case_item" and _is_catch_all(node):
+            continue
+        decisions[_owner(node, function_ids)] += 1
+    for node in captures.get("arms", []):
+        arms = sum(1 for child in node.named_children if child.type in _ARM_KINDS)
+        if arms > 1:
+            decisions[_owner(node, function_ids)] += arms - 1
+    classes = [
+        node
+        for node in captures.get("class", [])
+        if node.type not in spec.class_needs_body or node.child_by_field_name("body") is not None
+    ]
+    functions: list[list[Any]] = []
+    for node in sorted(function_nodes, key=lambda item: item.start_byte):
+        functions.append(
+            [
+                _qualified_name(node, function_ids, frozenset(spec.classes)),
+                node.start_point[0] + 1,
+                1 + decisions[node.id],
+                node.end_point[0] + 1,
+                _parameter_count(node),
+            ]
+        )
+    spans = [
+        (node.start_point[0], node.start_point[1], node.end_point[0], node.end_point[1])
+        for node in captures.get("comment", [])
+    ]
+    result: dict[str, Any] = count_lines(split_lines(source), spans)
+    result["functions"] = functions
+    result["classes"] = len(classes)
+    if tree.root_node.has_error:
+        result["parse_error"] = "syntax errors (tree-sitter recovered; measures are partial)"
+    return result
+
+
+_ARM_KINDS = frozenset({"match_arm", "when_entry"})
+
+
+def _has_body(node: Node) -> bool:
+    if node.child_by_field_name("body") is not None:
+        return True
+    return any(child.type in {"function_body", "block"} for child in node.children)
+
+
+def _is_catch_all(case_item: Node) -> bool:
+    value = case_item.child_by_field_name("value")
+    return value is not None and value.text == b"*"
+
+
+def _owner(node: Node, function_ids: set[int]) -> int:
+    """The id of the innermost function around ``node``; 0 at file level."""
+    parent = node.parent
+    while parent is not None:
+        if parent.id in function_ids:
+            return int(parent.id)
+        parent = parent.parent
+    return 0
+
+
+def _qualified_name(node: Node, function_ids: set[int], class_kinds: frozenset[str]) -> str:
+    """``Outer.method`` style: the names of enclosing classes and functions, then its own."""
+    parts = [_name_of(node)]
+    parent = node.parent
+    while parent is not None:
+        if parent.id in function_ids or parent.type in class_kinds:
+            parts.append(_name_of(parent))
+        parent = parent.parent
+    return ".".join(reversed(parts))
+
+
+def _name_of(node: Node) -> str:
+    named = node.child_by_field_name("name")
+    if named is not None:
+        return _text(named)
+    declarator = node.child_by_field_name("declarator")
+    while declarator is not None:  # C/C++: function_declarator -> identifier / qualified name
+        if declarator.type in _NAME_KINDS:
+            return _text(declarator)
+        inner = declarator.child_by_field_name("declarator")
+        if inner is None:
+            return _first_name(declarator)
+        declarator = inner
+    for child in node.named_children:  # grammars without a ``name`` field (Kotlin)
+        if child.type == "simple_identifier":
+            return _text(child)
+        if child.type in _PARAMETER_LISTS:
+            break
+    parent = node.parent
+    if parent is not None and parent.type in _NAMING_PARENTS:
+        target = parent.child_by_field_name(_NAMING_PARENTS[parent.type])
+        if target is not None:
+            return _text(target)
+    return ANONYMOUS
+
+
+def _first_name(node: Node) -> str:
+    for child in node.named_children:
+        if child.type in _NAME_KINDS:
+            return _text(child)
+    return ANONYMOUS
+
+
+def _parameter_count(node: Node) -> int:
+    parameters = node.child_by_field_name("parameters")
+    declarator = node.child_by_field_name("declarator")
+    while parameters is None and declarator is not None:
+        parameters = declarator.child_by_field_name("parameters")
+        declarator = declarator.child_by_field_name("declarator")
+    if parameters is None:
+        parameters = next(
+            (child for child in node.named_children if child.type in _PARAMETER_LISTS), None
+        )
+    if parameters is None and node.child_by_field_name("parameter") is not None:
+        return 1  # a bare arrow-function parameter: ``x => x``
+    if parameters is None:  # Swift lists ``parameter`` nodes directly under the function
+        return sum(1 for child in node.named_children if child.type == "parameter")
+    # Go's ``a, b int`` is one declaration naming two parameters.
+    return sum(
+        max(1, len(child.children_by_field_name("name")))
+        for child in parameters.named_children
+        if "comment" not in child.type
+    )
+
+
+def _text(node: Node) -> str:
+    return (node.text or b"").decode("utf-8", errors="replace")
