@@ -33,6 +33,7 @@ GROUPS = (
     "tuner",
     "doctor",
     "batch",
+    "ask",
 )
 HELP = "victor-fleet: a Celery worker fleet with lazy skills."
 # Command -> (the group module that registers it, its one-line help). A test checks this
@@ -72,6 +73,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tuner",
         "Resize worker pools from throughput, latency and memory; one tuner acts per fleet.",
     ),
+    "ask": ("ask", "Plan a goal sentence, show the plan, and run it once you confirm (--yes ..."),
 }
 
 

@@ -31,7 +31,7 @@ ToolParameters = Mapping[str, Any] | list[dict[str, Any]] | None
 
 # Components of the guide's lazy_load_* settings and the modules that implement them.
 COMPONENT_MODULES: dict[str, tuple[str, ...]] = {
-    "planning": ("orchestrator.core.planner", "workers.skills.ranking"),
+    "planning": ("orchestrator.core.planner", "orchestrator.core.text_planning"),
     "memory": ("workers.maintenance.episodes",),
 }
 
@@ -167,6 +167,10 @@ class Orchestrator:
         by_task = publish_window(app, job_id, task_ids, chunks, window)
         return [by_task[task_id][0] for task_id in task_ids]
 
+    async def plan(self, text: str) -> Plan:
+        """Plan a goal sentence without running it (``planning.plan_for_goal`` on text)."""
+        return await self.planning.plan_for_goal(text)
+
     async def execute_task(self, task: GoalSpec | dict[str, Any] | str) -> dict[str, Any]:
         """Plan and run a goal (spec, dict or text) to its end; return the finished job."""
         from orchestrator.core.dispatcher import dispatch_plan, wait_job
@@ -233,15 +237,31 @@ class Planning:
         self._owner = owner
 
     async def plan_for_goal(self, goal: GoalSpec | dict[str, Any] | str) -> Plan:
-        """Turn a goal (spec, dict or sentence) into a Plan."""
+        """Turn a goal (spec, dict or sentence) into a Plan.
+
+        A sentence is planned by ``text_planning``: skills ranked by ``select_tools`` (through
+        the tool_selection cache), split into sub-goals first with
+        ``enable_hierarchical_planning``.
+        """
         self._owner.load_component("planning")
         from orchestrator.core.goals import parse_goal
-        from orchestrator.core.planner import goal_from_text, plan_goal
+        from orchestrator.core.planner import plan_goal
+        from orchestrator.core.text_planning import plan_for_goal
 
         settings = self._owner.settings
-        registry = runtime_of((await self._owner.started_session()).app).registry
+        runtime = runtime_of((await self._owner.started_session()).app)
+        registry = runtime.registry
         if isinstance(goal, str):
-            spec = goal_from_text(goal, settings, registry)
+            executor = runtime.executor
+
+            def rank(query: str) -> list[list[Any]]:
+                return list(executor.run("select_tools", {"query": query[:10_000]})["tools"])
+
+            text = goal
+            ranker = rank if "select_tools" in registry.names() else None
+            spec = await asyncio.to_thread(
+                lambda: plan_for_goal(text, settings, registry, ranker=ranker)
+            )
         elif isinstance(goal, dict):
             spec = parse_goal(goal)
         else:

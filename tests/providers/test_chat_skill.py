@@ -130,3 +130,14 @@ def test_the_facade_chat_answers_and_caches(provider_settings, fake_provider) ->
 
     assert asyncio.run(talk()) == ["echo: hello fleet"] * 3
     assert len(fake_provider.requests()) == 2
+
+
+def test_a_persona_temperature_reaches_anthropic_too(
+    provider_settings, fake_provider, tmp_path: Path
+) -> None:
+    """Some SDK releases have no temperature argument; the request body carries it anyway."""
+    (tmp_path / "calm.yaml").write_text("system: Be calm.\ntemperature: 0.3\n")
+    settings = provider_settings("anthropic", personas_dir=str(tmp_path))
+    chat(_ask("hi", persona="calm"), _context(settings))
+    body = fake_provider.requests()[0].body
+    assert body["temperature"] == 0.3 and body["system"] == "Be calm."

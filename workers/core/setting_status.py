@@ -46,10 +46,6 @@ NO_EFFECT: dict[str, str] = {
         "recycling, not object pools"
     ),
     "memory_pool_size": "see use_memory_pools: no object pools exist to size",
-    "enable_hierarchical_planning": (
-        "goal sentences are planned as one step (planning.plan_for_goal); sub-goal splitting "
-        "is not built yet"
-    ),
 }
 
 _warned: set[str] = set()

@@ -7,6 +7,8 @@ scrubbed of it, and the SDK exception is not chained, since its text may echo th
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -125,6 +127,19 @@ def _openai_chat(
     return "".join(parts)
 
 
+@functools.cache
+def _takes_argument(function: Any, name: str) -> bool:
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _takes(method: Any, name: str) -> bool:
+    """Whether an SDK method (bound: looked up by its function) accepts ``name``."""
+    return _takes_argument(getattr(method, "__func__", method), name)
+
+
 def _anthropic_chat(
     sdk_client: Any,
     config: ProviderConfig,
@@ -140,7 +155,13 @@ def _anthropic_chat(
             messages.append(message)
     options: dict[str, Any] = dict(request.options or {})
     if request.temperature is not None:
-        options["temperature"] = request.temperature
+        if _takes(sdk_client.messages.create, "temperature"):
+            options["temperature"] = request.temperature
+        else:  # SDK releases without the argument still send it in the request body
+            options["extra_body"] = {
+                **options.get("extra_body", {}),
+                "temperature": request.temperature,
+            }
     if system_parts:
         options["system"] = "\n\n".join(system_parts)
     options.setdefault("max_tokens", request.max_tokens)
