@@ -31,6 +31,8 @@ _COLUMNS = (
 )
 
 
+_LABELS = {"current_size": "l1_entries", "max_size": "l1_max_entries"}
+
 _settings = settings_or_exit
 
 
@@ -66,15 +68,17 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Print one JSON obj
         _print_json(figures)
         return
     _embedded_note(settings)
-    table = Table(
-        title=f"cache ({figures['scope']}, {figures['processes']} processes, L2 {figures['l2']})"
-    )
-    table.add_column("cache", no_wrap=True, min_width=14)
+    processes = figures.get("processes", 1)
+    noun = "process" if processes == 1 else "processes"
+    table = Table(title=f"cache ({figures['scope']}, {processes} {noun}, L2 {figures['l2']})")
+    # One row per figure and one column per cache: it fits 80 columns whatever the numbers.
+    table.add_column("figure", no_wrap=True)
+    caches = [*figures["caches"].items(), ("total", figures)]
+    for name, _ in caches:
+        table.add_column(name, justify="right", no_wrap=True)
     for column in _COLUMNS:
-        table.add_column(column, justify="right")
-    rows = [*figures["caches"].items(), ("total", figures)]
-    for name, values in rows:
-        table.add_row(name, *(_cell(values.get(column, 0)) for column in _COLUMNS))
+        label = _LABELS.get(column, column)
+        table.add_row(label, *(_cell(values.get(column, 0)) for _, values in caches))
     out.print(table)
 
 

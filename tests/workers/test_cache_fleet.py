@@ -256,3 +256,28 @@ def test_two_tenants_jobs_on_a_worker_do_not_share_response_entries(
     response = fleet["caches"]["response"]
     assert (response["computations"], response["hits"]) == (8, 4), response  # alpha's rerun hit
     client.close()
+
+
+def test_an_idle_process_keeps_its_figures_in_the_fleets_view(
+    redis_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stats expire after a TTL; an idle process that once had figures re-publishes them."""
+    from workers.cache import coherence
+    from workers.cache import manager as manager_module
+
+    monkeypatch.setattr(manager_module, "STATS_TTL_S", 2)
+    monkeypatch.setattr(coherence, "STATS_REFRESH_S", 0.5)
+    settings = redis_settings()
+    manager = CacheManager(settings).start()
+    try:
+        cache = manager.response
+        cache.get_or_compute(cache.key("s", "1", "x"), lambda: 1)
+        time.sleep(4)  # twice the TTL with no activity at all
+        mine = [
+            json.loads(raw)
+            for raw in manager.l2.values_matching(manager.keys.cache_stats_pattern())
+        ]
+        assert [report["process_id"] for report in mine] == [manager.process_id]
+        assert mine[0]["caches"]["response"]["computations"] == 1
+    finally:
+        manager.close()

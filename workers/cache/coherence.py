@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 1.0
 STATS_TTL_S = 30
+STATS_REFRESH_S = STATS_TTL_S / 3
 ACK_WAIT_S = 2.0
 
 
@@ -162,6 +163,7 @@ def maintain(ref: Callable[[], Maintained | None], closed: threading.Event) -> N
     is closed or collected."""
     next_sweep = 0.0
     next_stats = 0.0
+    last_stats: float | None = None  # a process that never had figures publishes none
     while not closed.is_set():
         manager = ref()
         if manager is None:
@@ -180,9 +182,14 @@ def maintain(ref: Callable[[], Maintained | None], closed: threading.Event) -> N
                         cache.clear_expired()
                     manager.sweep_l2()
                     next_sweep = now + settings.cache_auto_invalidate_interval
-            if now >= next_stats and any(c.changed for c in manager.caches.values()):
+            changed = any(c.changed for c in manager.caches.values())
+            # On change at most every STATS_INTERVAL_S; and well within the TTL when idle, so
+            # an idle process's figures do not expire from the fleet's view.
+            refresh = last_stats is not None and now >= last_stats + STATS_REFRESH_S
+            if (now >= next_stats and changed) or refresh:
                 manager.publish_stats()
                 next_stats = now + STATS_INTERVAL_S
+                last_stats = now
         except Exception:  # the loop must outlive any one bad tick
             logger.exception("cache maintenance tick failed")
             closed.wait(1.0)
