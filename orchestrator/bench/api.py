@@ -7,9 +7,11 @@ authenticates the key, counts the rate, plans, records the job in the ledger, th
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -82,8 +84,15 @@ def api_process(env: BenchRedis, workers: int = 1, **settings: str) -> Iterator[
             time.sleep(0.1)
         yield url, key
     finally:
-        process.kill()
-        process.wait(10)
+        # The whole session: with --workers, uvicorn's worker processes are its children.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
 
 
 def submit_all(url: str, key: str, jobs: int, clients: int) -> tuple[float, list[float], int]:
