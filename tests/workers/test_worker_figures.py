@@ -131,3 +131,16 @@ def test_the_per_task_cost_stays_a_few_dict_updates(reporter: Reporter) -> None:
         reporter.task_finished(str(index), "victor.skill.noop", (), {}, None, "SUCCESS")
     per_task_us = (time.perf_counter() - started) / 5000 * 1e6
     assert per_task_us < 100, per_task_us
+
+
+def test_a_process_that_ends_leaves_the_listing_at_once(reporter: Reporter) -> None:
+    """A pool child stopped by pool_shrink (or recycled) is not listed for a TTL after it."""
+    import os
+
+    reporter.worker_sampler = lambda: {"hostname": HOST, "pool_size": 1, "rss_mb": 50.0}
+    reporter.flush()
+    worker = get_metrics(reporter.settings, store=reporter.store)["workers"][HOST]
+    assert [process["pid"] for process in worker["processes"]] == [os.getpid()]
+    reporter.stop()  # what the worker_process_shutdown signal does in the ending process
+    after = get_metrics(reporter.settings, store=reporter.store)["workers"].get(HOST, {})
+    assert after.get("processes", []) == []

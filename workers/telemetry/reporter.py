@@ -202,7 +202,7 @@ class Reporter:
     def stop(self) -> None:
         self._stop.set()
         try:
-            self.flush()
+            self.flush(final=True)
         except Exception:
             logger.debug("final metrics flush failed", exc_info=True)
 
@@ -224,8 +224,12 @@ class Reporter:
             "at": time.time(),
         }
 
-    def flush(self) -> None:
-        """Write pending windows, job stats and this process's sample in one round trip."""
+    def flush(self, final: bool = False) -> None:
+        """Write pending windows, job stats and this process's sample in one round trip.
+
+        ``final``: the process is ending (a pool_shrink, a recycled child, a shutdown): its
+        figures are written and the process leaves the index at once, not a TTL later.
+        """
         with self._lock:
             windows, self._windows = self._windows, {}
             mine, self._worker_windows = self._worker_windows, {}
@@ -247,8 +251,11 @@ class Reporter:
             ops.append(("hincr", keys.metrics_job(job_id), fields, self.settings.result_expires_s))
         sample = self.process_sample()
         process_id = f"{socket.gethostname()}:{sample['pid']}"
-        ops.append(("hset", keys.metrics_process(process_id), sample, PROCESS_TTL_S))
-        ops.append(("zadd", keys.metrics_processes(), process_id, now, PROCESS_TTL_S * 4))
+        if final:
+            ops.append(("zrem", keys.metrics_processes(), process_id))
+        else:
+            ops.append(("hset", keys.metrics_process(process_id), sample, PROCESS_TTL_S))
+            ops.append(("zadd", keys.metrics_processes(), process_id, now, PROCESS_TTL_S * 4))
         ops.append(("zprune", keys.metrics_processes(), now - PROCESS_TTL_S))
         if self.worker_sampler is not None:
             worker = self.worker_sampler()

@@ -21,8 +21,8 @@ class MetricsStore(Protocol):
 
     def write(self, ops: list[tuple[Any, ...]]) -> None:
         """Apply ``("hincr", key, fields, ttl_s)``, ``("hset", key, mapping, ttl_s)`` and
-        ``("zadd", key, member, score, ttl_s)`` and ``("zprune", key, below_score)`` operations
-        in one round trip."""
+        ``("zadd", key, member, score, ttl_s)``, ``("zprune", key, below_score)`` and
+        ``("zrem", key, member)`` operations in one round trip."""
 
     def members(self, key: str, min_score: float) -> dict[str, float]:
         """Members of a scored index with score >= ``min_score``."""
@@ -58,6 +58,8 @@ class RedisMetricsStore:
                 pipe.expire(key, op[4])
             elif kind == "zprune":
                 pipe.zremrangebyscore(key, "-inf", f"({op[2]}")
+            elif kind == "zrem":
+                pipe.zrem(key, op[2])
         with translated("writing metrics"):
             pipe.execute()
 
@@ -105,6 +107,9 @@ class MemoryMetricsStore:
                     index, _ = self._indexes.get(key, ({}, 0.0))
                     for member in [m for m, score in index.items() if score < op[2]]:
                         del index[member]
+                    continue
+                if kind == "zrem":
+                    self._indexes.get(key, ({}, 0.0))[0].pop(op[2], None)
                     continue
                 fields, expires = self._hashes.get(key, ({}, 0.0))
                 if expires and expires < now:
