@@ -62,11 +62,28 @@ EVENTS_EXAMPLE = (
 )
 
 
+# What a client does next with an accepted job: OpenAPI links (clients and stateful tests
+# follow them from the 202's job_id).
+JOB_LINKS = {
+    name: {
+        "operationId": operation,
+        "parameters": {"job_id": "$response.body#/job_id"},
+        "description": description,
+    }
+    for name, operation, description in (
+        ("ReadJob", "read_job_v1_jobs__job_id__get", "Read the job."),
+        ("ReadResults", "read_results_v1_jobs__job_id__results_get", "Page its results."),
+        ("FollowEvents", "follow_events_v1_jobs__job_id__events_get", "Follow its events."),
+        ("RevokeJob", "revoke_job_v1_jobs__job_id__delete", "Revoke it."),
+    )
+}
+
+
 @router.post(
     "",
     status_code=202,
     response_model=JobAccepted,
-    responses=responses(400, 409, 413, 415, 422),
+    responses={**responses(400, 409, 413, 415, 422), 202: {"links": JOB_LINKS}},
     openapi_extra=GOAL_BODY,
     summary="Submit a goal spec as a job",
 )
