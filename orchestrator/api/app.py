@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from celery import Celery
@@ -32,6 +33,7 @@ def create_api(settings: Settings | None = None, celery_app: Celery | None = Non
         version="1",
         description=DESCRIPTION,
         dependencies=[Depends(reject_unknown_query)],
+        **telemetry_options(settings),
     )
     api.state.services = services
     api.state.key_store = KeyStore(services.keys, services.redis, settings.api_keys_file)
@@ -44,6 +46,13 @@ def create_api(settings: Settings | None = None, celery_app: Celery | None = Non
     api.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     api.openapi = lambda: _openapi(api)  # type: ignore[method-assign]
     return api
+
+
+def telemetry_options(settings: Settings) -> dict[str, Any]:
+    """FastAPI's native telemetry off unless ``api_opentelemetry`` (releases without it: none)."""
+    if settings.api_opentelemetry or "telemetry" not in inspect.signature(FastAPI).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
 async def reject_unknown_query(request: Request) -> None:

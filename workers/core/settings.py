@@ -189,6 +189,10 @@ class Settings(BaseSettings):
     api_rate_window_s: int = Field(60, ge=1, le=86_400)
     api_idempotency_ttl_s: int = Field(86_400, ge=60, le=2_592_000)
     api_public_metrics: bool = False
+    # FastAPI's own OpenTelemetry spans, metrics and logs per request (FastAPI 0.165 and later,
+    # with opentelemetry installed): off unless asked for, since /metrics already serves the
+    # fleet's figures and each request pays for them.
+    api_opentelemetry: bool = False
     # Per tenant, read by orchestrator/api/quotas.py when a job is submitted.
     api_probe_skills_enabled: bool = False  # leak, effect, sleep: test probes, off for tenants
     api_max_items_per_job: int = Field(10_000, ge=1, le=10_000_000)

@@ -56,3 +56,18 @@ def test_a_revoked_job_and_its_results_stay_readable(
     assert client.get(f"/v1/jobs/{job_id}/results").status_code == 200
     again = client.delete(f"/v1/jobs/{job_id}")
     assert again.status_code == 200 and again.json()["status"] == "revoked"
+
+
+def test_fastapis_own_telemetry_is_off_unless_asked_for() -> None:
+    import inspect
+
+    from fastapi import FastAPI
+
+    from orchestrator.api.app import telemetry_options
+
+    if "telemetry" not in inspect.signature(FastAPI).parameters:
+        assert telemetry_options(Settings()) == {}  # a FastAPI without it: nothing to turn off
+        return
+    off = telemetry_options(Settings())["telemetry"]
+    assert off == {"tracing": False, "metrics": False, "logs": False}
+    assert telemetry_options(Settings(api_opentelemetry=True)) == {}
