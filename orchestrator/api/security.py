@@ -63,10 +63,6 @@ def require(scope: str) -> Callable[..., Principal]:
     return dependency
 
 
-async def get_submitter(request: Request) -> Submitter:
-    return request.app.state.submitter  # type: ignore[no-any-return]
-
-
 async def submitter_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -87,7 +83,6 @@ async def submitter_principal(
 
 SubmitPrincipal = Annotated[Principal, Depends(require("submit"))]
 AsyncSubmitPrincipal = Annotated[Principal, Depends(submitter_principal)]
-SubmitterDep = Annotated[Submitter, Depends(get_submitter)]
 ReadPrincipal = Annotated[Principal, Depends(require("read"))]
 AdminPrincipal = Annotated[Principal, Depends(require("admin"))]
 ServicesDep = Annotated[Services, Depends(get_services)]

@@ -17,9 +17,9 @@ from orchestrator.api.security import (
     ReadPrincipal,
     ServicesDep,
     SubmitPrincipal,
-    SubmitterDep,
 )
 from orchestrator.api.streams import JobEvents, parse_cursor
+from orchestrator.api.submit import Submitter
 from orchestrator.core.outcomes import job_failures
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -90,10 +90,10 @@ JOB_LINKS = {
 async def submit_job(
     request: Request,
     principal: AsyncSubmitPrincipal,
-    submitter: SubmitterDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Plan the goal, record the job in the ledger, queue its tasks, then answer 202."""
+    submitter: Submitter = request.app.state.submitter
     body = await request.body()
     try:
         data = jobs.decode_json(body, request.headers.get("content-type"))
