@@ -201,8 +201,12 @@ class BatchDriver:
     def _commit(self, ready: list[tuple[Chunk, list[dict[str, Any]]]]) -> None:
         out_lines: list[bytes] = []
         error_lines: list[bytes] = []
+        timing_lines: list[bytes] = []
         stats = self.stats
+        now = time.monotonic()
+        wall = round(time.time(), 3)
         for chunk, outcomes in ready:
+            timing_lines.append(self._timing(chunk, now, wall))
             by_index = dict(zip((r.index for r in chunk.sent), outcomes, strict=False))
             for record in chunk.records:
                 line, error = self._lines(record, by_index.get(record.index))
@@ -212,7 +216,7 @@ class BatchDriver:
                     error_lines.append(error)
                     stats.failed_items += 1
             stats.chunks_done += 1
-        self.files.append(out_lines, error_lines)
+        self.files.append(out_lines, error_lines, timing_lines)
         out_bytes, err_bytes = self.files.flush()
         progress = Progress(
             out_bytes, err_bytes, stats.done_items, stats.failed_items, stats.chunks_done
@@ -224,6 +228,17 @@ class BatchDriver:
             self.on_progress(stats.done_items, stats.failed_items)
         if status == CANCELLED:
             raise RunCancelledError(f"batch run {self.options.run_id} was cancelled")
+
+    @staticmethod
+    def _timing(chunk: Chunk, now: float, wall: float) -> bytes:
+        """The timings line of a chunk: ``ms`` from its (last) publish to its commit, or None
+        for a chunk nothing was published for (bad records only, or found already done)."""
+        elapsed_ms = round((now - chunk.published_at) * 1000, 2) if chunk.published_at else None
+        failed = sum(1 for record in chunk.records if record.error is not None)
+        return dumps(
+            {"chunk": chunk.number, "items": len(chunk.records), "ms": elapsed_ms, "at": wall}
+            | ({"bad": failed} if failed else {})
+        )
 
     def _lines(
         self, record: InputRecord, outcome: dict[str, Any] | None

@@ -16,35 +16,70 @@ def errors_path_for(out: str) -> str:
     return str(path.with_name(f"{path.stem}.errors{path.suffix or '.jsonl'}"))
 
 
+def timings_path_for(out: str) -> str:
+    """``results.jsonl`` -> ``results.chunks.jsonl``: one line a committed chunk (the report's)."""
+    path = Path(out)
+    return str(path.with_name(f"{path.stem}.chunks.jsonl"))
+
+
 def dumps(value: Any) -> bytes:
     """One JSON line (compact; values JSON cannot carry become their text)."""
     return json.dumps(value, separators=(",", ":"), default=str).encode() + b"\n"
 
 
 class OutputFiles:
-    """Both files of a run, opened for appending from the committed sizes."""
+    """Both files of a run, opened for appending from the committed sizes.
 
-    def __init__(self, out: str, errors: str, out_bytes: int = 0, err_bytes: int = 0) -> None:
+    With ``timings``, a third file takes one line per committed chunk (its items and how long
+    it took). It is only appended to: a chunk written again after a resume has two lines, and
+    the report keeps the last.
+    """
+
+    def __init__(
+        self,
+        out: str,
+        errors: str,
+        out_bytes: int = 0,
+        err_bytes: int = 0,
+        timings: str | None = None,
+    ) -> None:
         self.out_path = out
         self.errors_path = errors
         self._out = _open_at(out, out_bytes)
         self._err = _open_at(errors, err_bytes)
+        self._timings: IO[bytes] | None = None
+        if timings is not None:
+            try:
+                self._timings = open(timings, "ab")
+            except OSError as exc:
+                raise BatchInputError(f"cannot write {timings!r}: {exc.strerror}") from exc
 
-    def append(self, out_lines: list[bytes], error_lines: list[bytes]) -> None:
+    def append(
+        self,
+        out_lines: list[bytes],
+        error_lines: list[bytes],
+        timing_lines: list[bytes] | None = None,
+    ) -> None:
         if out_lines:
             self._out.write(b"".join(out_lines))
         if error_lines:
             self._err.write(b"".join(error_lines))
+        if timing_lines and self._timings is not None:
+            self._timings.write(b"".join(timing_lines))
 
     def flush(self) -> tuple[int, int]:
         """Push the lines to the kernel (a killed driver loses nothing written); the sizes."""
         self._out.flush()
         self._err.flush()
+        if self._timings is not None:
+            self._timings.flush()
         return self._out.tell(), self._err.tell()
 
     def close(self) -> None:
         self._out.close()
         self._err.close()
+        if self._timings is not None:
+            self._timings.close()
 
 
 def _open_at(path: str, size: int) -> IO[bytes]:

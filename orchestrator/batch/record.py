@@ -74,6 +74,10 @@ class RunRecord:
     total_items: int | None = None
     error: str | None = None
     result: Any = None
+    elapsed_s: float | None = None  # the last driver session's, from start to the end
+    items_run: int | None = None  # items that session sent to the workers
+    cache_hits: int | None = None  # response-cache hits in that session (None: unknown)
+    timings: str | None = None  # the per-chunk timings file (the report's histogram)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

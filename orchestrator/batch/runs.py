@@ -7,6 +7,7 @@ import os
 import resource
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,16 +15,11 @@ import psutil
 from celery import Celery
 from pydantic import ValidationError
 
+from orchestrator.batch.cache_hits import CacheHitCounter, response_hits
 from orchestrator.batch.collector import collector_for
-from orchestrator.batch.driver import (
-    BatchDriver,
-    BatchOptions,
-    DriverStats,
-    ProgressCallback,
-    chunks_of,
-)
+from orchestrator.batch.driver import BatchDriver, BatchOptions, DriverStats, chunks_of
 from orchestrator.batch.inputs import BatchInputError, InputSource, count_records, read_records
-from orchestrator.batch.output import OutputFiles, errors_path_for
+from orchestrator.batch.output import OutputFiles, errors_path_for, timings_path_for
 from orchestrator.batch.record import (
     ACTIVE,
     CANCELLED,
@@ -48,6 +44,8 @@ from workers.maintenance.episodes import memories_for
 from workers.runtime import runtime_of
 from workers.skills.registry import SkillRegistry
 
+# (items done, items failed, cache hits so far or None when unknown)
+RunProgressCallback = Callable[[int, int, int | None], None]
 UNFINISHED_TASKS = 1 << 62  # the ledger job of a run never finishes by count; the driver ends it
 
 
@@ -176,7 +174,7 @@ def drive_run(
     request: BatchRequest,
     *,
     resuming: bool,
-    on_progress: ProgressCallback | None = None,
+    on_progress: RunProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Run (or finish) ``record`` with the app's workers; return the run's summary."""
     runtime = runtime_of(app)
@@ -187,7 +185,20 @@ def drive_run(
         record.chunks_done = len(committed)
     skipped = record.chunks_done if resuming else 0
     _record_ledger_job(app, record)
-    files = OutputFiles(record.out, record.errors, record.out_bytes, record.err_bytes)
+    timings = record.timings or timings_path_for(record.out)
+    if record.timings is None:
+        store.update(record.run_id, timings=timings)
+    files = OutputFiles(
+        record.out, record.errors, record.out_bytes, record.err_bytes, timings=timings
+    )
+    # Embedded, the figures are this process's and cheap to read; a fleet's are a Redis scan.
+    every_s = 0.2 if settings.mode is Mode.EMBEDDED else 1.0
+    counter = CacheHitCounter(response_hits(settings), every_s=every_s)
+
+    def progressed(done: int, failed: int) -> None:
+        if on_progress is not None:
+            on_progress(done, failed, counter.hits())
+
     stats = DriverStats(record.done_items, record.failed_items, record.chunks_done)
     options = BatchOptions(
         run_id=record.run_id,
@@ -206,7 +217,7 @@ def drive_run(
         request.source, settings, parse=lambda index: index // record.chunk_size not in done
     )
     driver = BatchDriver(
-        app, store, files, collector_for(app, record.run_id), options, stats, on_progress
+        app, store, files, collector_for(app, record.run_id), options, stats, progressed
     )
     try:
         driver.run(chunks_of(records, record.chunk_size, done, record.run_id))
@@ -228,10 +239,18 @@ def drive_run(
     result = None
     if request.reduce is not None and stats.done_items:
         result = run_reduce(app, record.out, request.reduce, request.reduce_params)
-    store.update(
-        record.run_id, status=status, error=error, total_items=stats.done_items, result=result
-    )
     ran = stats.items_sent
+    hits = counter.hits(fresh=True)
+    store.update(
+        record.run_id,
+        status=status,
+        error=error,
+        total_items=stats.done_items,
+        result=result,
+        elapsed_s=round(elapsed, 3),
+        items_run=ran,
+        cache_hits=hits,
+    )
     return {
         "run_id": record.run_id,
         "status": status,
@@ -245,8 +264,10 @@ def drive_run(
         "items_per_s": round(ran / elapsed, 1) if elapsed > 0 else None,
         "resume_skip_s": round(skip_started - started + (stats.first_chunk_s or 0.0), 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "cache_hits": hits,
         "out": record.out,
         "errors": record.errors,
+        "timings": timings,
         "error": error,
         "result": result,
     }

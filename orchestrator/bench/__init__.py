@@ -18,6 +18,7 @@ GROUPS: dict[str, str] = {
     "tuner": "orchestrator.bench.tuner:run",
     "analyze": "orchestrator.bench.analyze:run",
     "providers": "orchestrator.bench.providers:run",
+    "batch": "orchestrator.bench.batch:run",
 }
 
 SIZES = ("tiny", "default", "full")

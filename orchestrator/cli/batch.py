@@ -1,7 +1,8 @@
 """``victor batch``: run one skill over every item of a file, directory or stream; resume it.
 
-``victor batch INPUT --skill S --out results.jsonl`` runs; ``victor batch list``, ``show
-RUN_ID`` and ``cancel RUN_ID`` manage runs (an input file named ``list`` is ``./list``).
+``victor batch INPUT --skill S --out results.jsonl [--report report.html]`` runs; ``victor
+batch list``, ``show RUN_ID``, ``cancel RUN_ID`` and ``report RUN_ID --out report.html`` manage
+runs (an input file named ``list`` is ``./list``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from orchestrator.cli.support import (
 from workers.core.errors import ConfigError, JobStateError
 from workers.core.settings import Mode, Settings
 
-ACTIONS = ("list", "show", "cancel")
+ACTIONS = ("list", "show", "cancel", "report")
 
 
 def _json_option(text: str | None, name: str) -> dict[str, Any]:
@@ -58,7 +59,12 @@ def batch(
     params: str | None = typer.Option(None, "--params", help="JSON object merged under each item."),
     reduce: str | None = typer.Option(None, "--reduce", help="A skill run over all results."),
     reduce_params: str | None = typer.Option(None, "--reduce-params", help="JSON for --reduce."),
-    out_path: str | None = typer.Option(None, "--out", help="Output file (one JSON line an item)."),
+    out_path: str | None = typer.Option(
+        None, "--out", help="Output file (one JSON line an item); for report, the HTML file."
+    ),
+    report_path: str | None = typer.Option(
+        None, "--report", help="Write the run's HTML report here when it ends."
+    ),
     errors_path: str | None = typer.Option(
         None, "--errors", help="Errors file (default OUT.errors.jsonl)."
     ),
@@ -91,6 +97,9 @@ def batch(
     or was cancelled, 2 a bad input, argument or setting.
     """
     settings = settings_or_exit()
+    if target == "report":
+        _write_report(run_id, out_path, settings)
+        return
     if target in ACTIONS:
         _manage(target, run_id, settings, as_json)
         return
@@ -140,7 +149,15 @@ def batch(
     if dry_run:
         _print_plan(request, settings, registry, as_json)
         return
-    _run(request, settings, resume=resume, new=new, as_json=as_json, quiet=quiet)
+    _run(
+        request,
+        settings,
+        resume=resume,
+        new=new,
+        as_json=as_json,
+        quiet=quiet,
+        report_path=report_path,
+    )
 
 
 def _stored_request(run_id: str, settings: Settings) -> dict[str, Any]:
@@ -179,7 +196,14 @@ def _print_plan(request: Any, settings: Settings, registry: Any, as_json: bool) 
 
 
 def _run(
-    request: Any, settings: Settings, *, resume: str | None, new: bool, as_json: bool, quiet: bool
+    request: Any,
+    settings: Settings,
+    *,
+    resume: str | None,
+    new: bool,
+    as_json: bool,
+    quiet: bool,
+    report_path: str | None = None,
 ) -> None:
     from orchestrator.batch import count_records, drive_run, open_run, open_store
     from orchestrator.core.session import Session
@@ -211,17 +235,28 @@ def _run(
                 completed=record.done_items,
                 rate="",
                 failures=f"{record.failed_items} failed",
+                hits="",
             )
             started, first = time.monotonic(), record.done_items
 
-            def on_progress(done: int, failed: int) -> None:
+            def on_progress(done: int, failed: int, hits: int | None) -> None:
                 elapsed = time.monotonic() - started
                 rate = f"{(done - first) / elapsed:,.0f} items/s" if elapsed > 0 else ""
-                progress.update(bar, completed=done, rate=rate, failures=f"{failed} failed")
+                progress.update(
+                    bar,
+                    completed=done,
+                    rate=rate,
+                    failures=f"{failed} failed",
+                    hits="" if hits is None else f"{hits:,} cache hits",
+                )
 
             summary = drive_run(
                 session.app, store, record, request, resuming=resuming, on_progress=on_progress
             )
+        if report_path is not None:
+            from orchestrator.batch.report import write_report
+
+            summary["report"] = write_report(store.get(record.run_id), report_path)
     finally:
         store.close()
     _print_summary(summary, as_json)
@@ -237,6 +272,7 @@ def _progress(disabled: bool) -> Progress:
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"),
         TextColumn("[red]{task.fields[failures]}"),
+        TextColumn("[cyan]{task.fields[hits]}"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
@@ -254,12 +290,29 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     console.print(
         f"[{colour}]batch run {summary['run_id']} {summary['status']}[/{colour}]: "
         f"{summary['items'] - summary['failed_items']} of {summary['items']} items succeeded, "
-        f"{summary['items_per_s'] or 0:,} items/s; output {summary['out']}"
-        + (f", failures in {summary['errors']}" if summary["failed_items"] else ""),
+        f"{summary['items_per_s'] or 0:,} items/s"
+        + (f", {summary['cache_hits']:,} cache hits" if summary.get("cache_hits") else "")
+        + f"; output {summary['out']}"
+        + (f", failures in {summary['errors']}" if summary["failed_items"] else "")
+        + (f"; report {summary['report']}" if summary.get("report") else ""),
         highlight=False,
     )
     if summary.get("result") is not None:
         out.print_json(json.dumps(summary["result"], default=str))
+
+
+def _write_report(run_id: str | None, path: str | None, settings: Settings) -> None:
+    if run_id is None or path is None:
+        raise typer.BadParameter("victor batch report needs a RUN_ID and --out report.html")
+    from orchestrator.batch import open_store
+    from orchestrator.batch.report import write_report
+
+    store = open_store(settings)
+    try:
+        written = write_report(store.get(run_id), path)
+    finally:
+        store.close()
+    console.print(f"report of batch run {run_id}: {written}", highlight=False)
 
 
 def _manage(action: str, run_id: str | None, settings: Settings, as_json: bool) -> None:

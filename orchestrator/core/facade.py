@@ -181,6 +181,18 @@ class Orchestrator:
         job = await asyncio.to_thread(wait_job, handle)
         return job.as_dict()
 
+    def batch(self, items: Any, skill: str, *, out: str, **options: Any) -> Any:
+        """A resumable batch run of ``skill`` over ``items`` (a JSONL/CSV file, a directory or
+        an iterable of dicts) into ``out``: ``await`` the handle for the run's summary, or
+        ``async for`` over it for each output line. ``options``: params, id_field, chunk_size,
+        window."""
+        # The batch package sits above core in the layers; it is imported by name on first
+        # use, as the lazy components are.
+        handles = importlib.import_module("orchestrator.batch.handle")
+        return handles.start_batch(
+            lambda: self.session.app, self.settings, items, skill, out=out, **options
+        )
+
     # --- caches, metrics, memory: ``self.sync`` holds the calls, awaited here in a thread --
     async def get_cache_stats(self) -> dict[str, Any]:
         """``hit_rate``, ``miss_rate``, ``current_size``, ``max_size``, ``evictions`` and the
