@@ -35,7 +35,7 @@ from orchestrator.bench.stats import summary
 
 # size -> (items, repeats, the chunk size of the "larger messages" variant, None: not run)
 SIZES: dict[str, tuple[int, int, int | None]] = {
-    "tiny": (200, 2, None),
+    "tiny": (100, 1, None),
     "default": (5000, 3, 500),
     "full": (20_000, 3, 1000),
 }
