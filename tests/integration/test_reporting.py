@@ -73,9 +73,10 @@ def test_counts_and_latencies_from_a_real_worker_match_what_ran(
     # A sleep never ends early; on a loaded 2-core machine it may end late, and percentiles
     # come from histogram buckets: bound from below exactly and from above loosely.
     expected_avg = (20 * 30 + 4 * 150) / 24
-    assert expected_avg * 0.9 <= sleep["avg_latency"] <= expected_avg * 1.6
-    assert 30 * 0.9 <= sleep["p50"] <= 30 * 1.6
-    assert 150 * 0.9 <= sleep["p99"] <= 150 * 1.6
+    # (A 150 ms sleep was measured at 306 ms once, in a suite run at load 6 on 2 cores.)
+    assert expected_avg * 0.9 <= sleep["avg_latency"] <= expected_avg * 2.5
+    assert 30 * 0.9 <= sleep["p50"] <= 30 * 2.5
+    assert 150 * 0.9 <= sleep["p99"] <= 150 * 2.5
     assert sleep["queue_wait_avg_ms"] is not None and sleep["queue_wait_avg_ms"] >= 0
     assert metrics["fleet"]["tasks"] == 24
     figures = metrics["workers"][worker.hostname]

@@ -157,6 +157,7 @@ def test_a18_redelivered_copy_does_not_wait_out_a_dead_childs_lock(
     assert run["recovery_s"] < min(3.0 + 2 * compute_s + 4.0, 30.0), result
 
 
+@pytest.mark.soak  # the control waits out a 30 s lock by design: make soak runs it
 def test_a18_control_with_the_old_30_s_lock_waits_it_out(
     scenario_factory: Callable[..., Scenario],
     worker_factory: Callable[..., WorkerProcess],
