@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.catalog import AnalyzeCodeInput
-from tasks.parsing import BY_EXTENSION, grammar_for
+from tasks.parsing import grammar_for, spec_for
 from workers.core.errors import AccessDeniedError
 from workers.core.paths import confine
 from workers.skills.spec import SkillContext
@@ -102,7 +102,9 @@ def analyze_code(params: AnalyzeCodeInput, context: SkillContext) -> dict[str, A
 
 
 BINARY_SAMPLE_BYTES = 8192
-_TEXT_CONTROLS = frozenset(b"\t\n\r\f\b\x1b")
+_TEXT_CONTROLS = b"\t\n\r\f\b\x1b"
+# Every byte but the control bytes text does not use: deleting these leaves only those.
+_NOT_BINARY_CONTROLS = bytes(range(32, 256)) + _TEXT_CONTROLS
 
 
 def is_binary(data: bytes) -> bool:
@@ -115,7 +117,7 @@ def is_binary(data: bytes) -> bool:
         return True
     if not sample:
         return False
-    controls = sum(1 for byte in sample if byte < 32 and byte not in _TEXT_CONTROLS)
+    controls = len(sample.translate(None, _NOT_BINARY_CONTROLS))
     return controls / len(sample) > 0.3
 
 
@@ -140,7 +142,7 @@ def analyze_text(text: str, filename: str, shown_path: str, digest: str = "") ->
     head = "\n".join(text.split("\n", GENERATED_HEAD_LINES)[:GENERATED_HEAD_LINES])
     if GENERATED_PATTERN.search(head):
         result["generated"] = True
-    spec = BY_EXTENSION.get(Path(filename).suffix.lower())
+    spec = spec_for(filename, text)
     grammar = grammar_for(spec) if spec is not None else None
     if grammar is not None:
         from tasks.parsing.syntax import measure_source

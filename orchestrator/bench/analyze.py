@@ -5,7 +5,8 @@ ours embedded (one process, the threads pool), ours on two worker processes on R
 throwaway server or the configured one under its own key prefix), ``lizard`` over the corpus
 (functions and complexity, one process, as it runs by default) and ``cloc`` (lines). The
 response cache is off for ours, so every round parses every file. The ratio is lizard's time
-over ours on two workers.
+over ours on two workers. ``time_by_file`` says where one process's time goes (the heaviest
+files and their share), so a corpus that a few files dominate shows as one.
 """
 
 from __future__ import annotations
@@ -65,6 +66,40 @@ def _corpus_size(corpus: Corpus) -> tuple[int, int]:
     return files, lines
 
 
+def _heaviest_files(corpus: Corpus, settings: Settings, count: int = 3) -> dict[str, Any]:
+    """Where one process's analysis time goes: the files that take the most, and their share.
+
+    Says whether a few files dominate the corpus (then files/s misleads; lines/s less so).
+    Run twice in this process, timed the second time (grammars already loaded).
+    """
+    from workers.skills.executor import SkillExecutor
+    from workers.skills.registry import load_registry
+
+    executor = SkillExecutor(settings, load_registry())  # no cache hook: every file is parsed
+    paths = [path for language in corpus.languages for path in corpus.files(language)]
+    timings: list[tuple[float, Path]] = []
+    for _ in range(2):
+        timings = []
+        for path in paths:
+            started = time.perf_counter()
+            executor.run("analyze_code", {"path": str(path)})
+            timings.append((time.perf_counter() - started, path))
+    total_s = sum(seconds for seconds, _ in timings)
+    heaviest = sorted(timings, key=lambda row: row[0], reverse=True)[:count]
+    return {
+        "one_process_s": round(total_s, 3),
+        "heaviest_files": [
+            {
+                "path": str(path.relative_to(corpus.root)),
+                "bytes": path.stat().st_size,
+                "lines": path.read_bytes().count(b"\n"),
+                "share_of_time": round(seconds / total_s, 3) if total_s else 0.0,
+            }
+            for seconds, path in heaviest
+        ],
+    }
+
+
 def _rates(samples: list[float], files: int, lines: int) -> dict[str, Any]:
     seconds = summary(samples)
     return {
@@ -108,6 +143,7 @@ def run(size: str) -> dict[str, Any]:
             samples["lizard"].append(_tool(lizard))
             if has_cloc:
                 samples["cloc"].append(_tool(cloc))
+    profile = _heaviest_files(corpus, embedded)
     ours = _rates(samples["workers"], files, lines)
     peer = _rates(samples["lizard"], files, lines)
     result: dict[str, Any] = {
@@ -126,6 +162,7 @@ def run(size: str) -> dict[str, Any]:
         "missing_sources": corpus.missing,
         "rounds": rounds,
         "target": ">= 5x lizard on two workers",
+        "time_by_file": profile,
     }
     if has_cloc:
         cloc_rates = _rates(samples["cloc"], files, lines)

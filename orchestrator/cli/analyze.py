@@ -123,7 +123,20 @@ def analyze(
         # serve decide whether it runs (checked before dispatch, never widened from here).
         settings = _settings(allowed_roots=[*settings.allowed_roots, resolved])
     quiet = report_format != "table"
-    job = run_goal_cli(analyze_goal(str(resolved), top=top), settings, quiet=quiet)
+    goal = analyze_goal(str(resolved), top=top)
+    job = None
+    if settings.mode is Mode.EMBEDDED:
+        from orchestrator.cli.cached_goal import serve_from_cache
+
+        job = serve_from_cache(goal, settings)
+        if job is not None and not quiet:
+            console.print(
+                f"{job['items']} files, every one unchanged since it was analyzed: served from "
+                "the cache (no worker started)",
+                highlight=False,
+            )
+    if job is None:
+        job = run_goal_cli(goal, settings, quiet=quiet)
     if report_format == "json":
         out.print_json(json.dumps(job if job["status"] != "succeeded" else job["result"]))
     elif report_format == "sarif":

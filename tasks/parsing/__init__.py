@@ -1,7 +1,7 @@
 """Syntax-tree measures for languages other than Python, with grammars loaded on first use."""
 
 from tasks.parsing.grammars import grammar_for, load_all, loaded_languages
-from tasks.parsing.languages import BY_EXTENSION, BY_NAME, SPECS, LanguageSpec
+from tasks.parsing.languages import BY_EXTENSION, BY_NAME, SPECS, LanguageSpec, spec_for
 from tasks.parsing.lines import count_lines, split_lines
 
 __all__ = [
@@ -13,5 +13,6 @@ __all__ = [
     "grammar_for",
     "load_all",
     "loaded_languages",
+    "spec_for",
     "split_lines",
 ]

@@ -10,6 +10,8 @@ nothing.
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 
 
@@ -259,3 +261,21 @@ BY_NAME: dict[str, LanguageSpec] = {spec.name: spec for spec in SPECS}
 BY_EXTENSION: dict[str, LanguageSpec] = {
     extension: spec for spec in SPECS for extension in spec.extensions
 }
+
+# C++ that only C++ can mean, for headers named ``.h``: a class or namespace definition, a
+# template, an access label, a qualified name. ``extern "C"`` is not one of them: C headers
+# write it for C++ callers.
+_CPP_MARKERS = re.compile(
+    r"^\s*(?:class\s+\w+\s*[:{;]|namespace\s+\w*\s*\{|template\s*<|"
+    r"(?:public|private|protected)\s*:)|\b\w+::\w",
+    re.MULTILINE,
+)
+
+
+def spec_for(filename: str, text: str) -> LanguageSpec | None:
+    """The language of ``filename``; a ``.h`` header that holds C++ is read as C++."""
+    spec = BY_EXTENSION.get(os.path.splitext(filename)[1].lower())
+    if spec is not None and spec.name == "c" and filename.lower().endswith(".h"):
+        if _CPP_MARKERS.search(text):
+            return BY_NAME["cpp"]
+    return spec

@@ -39,16 +39,14 @@ def count_lines(lines: list[bytes], comment_spans: Iterable[Span]) -> dict[str, 
         partial.setdefault(start_row, []).append((start_column, len(lines[start_row])))
         whole.update(range(start_row + 1, end_row))
         partial.setdefault(end_row, []).append((0, end_column))
-    code = comment = blank = 0
-    for row, line in enumerate(lines):
-        if not line.strip():
-            blank += 1
-        elif row in whole:
+    # Blank first (even inside a comment), then comment rows; every other row is code.
+    blank = sum(1 for line in lines if not line.strip())
+    comment = sum(1 for row in whole if lines[row].strip())
+    for row, spans in partial.items():
+        line = lines[row]
+        if row not in whole and line.strip() and not _code_outside(line, spans):
             comment += 1
-        elif row in partial and not _code_outside(line, partial[row]):
-            comment += 1
-        else:
-            code += 1
+    code = len(lines) - blank - comment
     return {"lines": len(lines), "code": code, "comment": comment, "blank": blank, "docstring": 0}
 
 

@@ -8,6 +8,7 @@ closure that the language's spec does not list as a function adds to the functio
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,17 @@ from tasks.parsing.grammars import Grammar
 from tasks.parsing.lines import count_lines, split_lines
 
 if TYPE_CHECKING:
-    from tree_sitter import Node
+    from tree_sitter import Node, Range, Tree
+
+# A generated data table: a bracketed run of at least 4 KiB holding only numbers (decimal or
+# hex, with C's integer suffixes), commas and whitespace. It is left out of the parse: each
+# number and comma is a node, so one table (a compressed dictionary, a font) can cost more
+# than the rest of a code base, and none of it can be a function, a decision or a comment
+# (those need letters, brackets or markers outside this set). Its lines are counted from the
+# text, as every line is. (The pattern starts with the bracket so the regex engine can skip
+# ahead to brackets: twice as fast as a lookbehind.)
+DATA_TABLE = re.compile(rb"[{\[]([0-9a-fA-FxXuUlL,\s]{4096,})[}\]]")
+DATA_TABLE_MIN_BYTES = 4096
 
 ANONYMOUS = "(anonymous)"
 _NAME_KINDS = frozenset(
@@ -57,7 +68,7 @@ def measure_source(source: bytes, grammar: Grammar) -> dict[str, Any]:
     from tree_sitter import QueryCursor
 
     spec = grammar.spec
-    tree = grammar.parser.parse(source)
+    tree = parse_without_data_tables(source, grammar)
     captures = QueryCursor(grammar.query).captures(tree.root_node)
     function_nodes = [
         node
@@ -100,6 +111,39 @@ def measure_source(source: bytes, grammar: Grammar) -> dict[str, Any]:
     if tree.root_node.has_error:
         result["parse_error"] = "syntax errors (tree-sitter recovered; measures are partial)"
     return result
+
+
+def parse_without_data_tables(source: bytes, grammar: Grammar) -> Tree:
+    """The syntax tree of ``source``, its data tables (``DATA_TABLE``) left out.
+
+    Positions stay those of the whole source. A file with a table gets a parser of its own
+    (the language's shared one keeps its ranges unset for other threads).
+    """
+    tables = (
+        [match.span(1) for match in DATA_TABLE.finditer(source)]
+        if len(source) > DATA_TABLE_MIN_BYTES
+        else []
+    )
+    if not tables:
+        return grammar.parser.parse(source)
+    from tree_sitter import Parser
+
+    ranges: list[Range] = []
+    start = 0
+    for table_start, table_end in tables:
+        ranges.append(_range(source, start, table_start))
+        start = table_end
+    ranges.append(_range(source, start, len(source)))
+    return Parser(grammar.parser.language, included_ranges=ranges).parse(source)
+
+
+def _range(source: bytes, start: int, end: int) -> Range:
+    from tree_sitter import Point, Range
+
+    def point(offset: int) -> Point:
+        return Point(source.count(b"\n", 0, offset), offset - source.rfind(b"\n", 0, offset) - 1)
+
+    return Range(point(start), point(end), start, end)
 
 
 _ARM_KINDS = frozenset({"match_arm", "when_entry"})

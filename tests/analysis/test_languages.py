@@ -245,3 +245,93 @@ def test_a_grammar_loads_on_first_use_of_its_language_only() -> None:
         "analyze_text('package q\\n', 'b.go', 'b.go'); print(','.join(loaded_languages()))"
     )
     assert run_python(code) == "go"
+
+
+def _table(count: int) -> str:
+    return ",\n".join(
+        ", ".join(str((row * 17 + column) % 256) for column in range(16)) for row in range(count)
+    )
+
+
+def _measured_both_ways(
+    source: str, filename: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The analysis with data tables left out of the parse, and with everything parsed."""
+    from tasks.parsing import syntax
+
+    quick = analyze_text(source, filename, filename)
+    monkeypatch.setattr(
+        syntax, "parse_without_data_tables", lambda data, grammar: grammar.parser.parse(data)
+    )
+    return quick, analyze_text(source, filename, filename)
+
+
+def test_a_data_table_is_left_out_of_the_parse_and_every_measure_stays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tasks.parsing.syntax import DATA_TABLE
+
+    source = (
+        "/* generated */\n"
+        "int before(int a) { return a && a > 1 ? 1 : 0; }\n"
+        "static const unsigned char TABLE[] = {\n" + _table(400) + "\n};\n"
+        "// after the table\n"
+        "int after(int a, int b) {\n  if (a || b) { return 1; }\n  return 0;\n}\n"
+    )
+    assert len(DATA_TABLE.findall(source.encode())) == 1
+    quick, full = _measured_both_ways(source, "table.c", monkeypatch)
+    assert quick == full
+    assert functions(quick) == {"before": (2, 3, 2, 1), "after": (406, 3, 409, 2)}
+    assert lines(quick) == (407, 2, 0)
+
+
+def test_table_like_text_inside_comments_and_strings_keeps_its_measures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tasks.parsing.syntax import DATA_TABLE
+
+    source = (
+        "/* {\n" + _table(300) + "\n} */\n"
+        'const s = "[' + _table(300).replace("\n", " ") + ']";\n'
+        "function f(x) { return x ? [" + _table(300) + "] : null; }\n"
+    )
+    assert len(DATA_TABLE.findall(source.encode())) == 3
+    quick, full = _measured_both_ways(source, "data.js", monkeypatch)
+    assert quick == full
+    assert functions(quick)["f"][1] == 2
+    assert quick["comment"] == 302
+
+
+CPP_HEADER = """
+#pragma once
+namespace geometry {
+class Shape {
+ public:
+  int sides() const { return count > 0 ? count : 0; }
+ private:
+  int count = 0;
+};
+}  // namespace geometry
+"""
+
+
+def test_a_header_holding_cpp_is_measured_as_cpp_and_a_c_header_as_c() -> None:
+    header = analyze(CPP_HEADER, "shape.h")
+    assert header["language"] == "cpp"
+    assert {**header, "path": ""} == {**analyze(CPP_HEADER, "shape.hpp"), "path": ""}
+    assert functions(header)["Shape.sides"][1] == 2
+    plain = analyze(
+        """
+        #ifdef __cplusplus
+        extern "C" {
+        #endif
+        struct point { int x, y; };
+        static inline int clamp(int v) { return v < 0 ? 0 : v; }
+        #ifdef __cplusplus
+        }
+        #endif
+        """,
+        "point.h",
+    )
+    assert plain["language"] == "c"
+    assert functions(plain)["clamp"][1] == 2

@@ -12,12 +12,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
-
-import redis
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from workers.core.errors import BackendUnavailableError
-from workers.core.redis_client import redis_client
+
+if TYPE_CHECKING:
+    import redis
 
 Handler = Callable[[bytes], None]
 
@@ -35,6 +36,13 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 def forks() -> int:
     """How many times this process's ancestry forked (changes in each child)."""
     return _forks
+
+
+def _redis() -> ModuleType:
+    """redis-py, imported on first use: a process on the SQLite or memory L2 never pays for it."""
+    import redis
+
+    return redis
 
 
 _RELEASE = """
@@ -125,6 +133,8 @@ class RedisBackend(_Circuit):
     def client(self) -> redis.Redis:
         # The pooled client of this process, looked up again only after a fork.
         if self._client is None or self._client_forks != forks():
+            from workers.core.redis_client import redis_client
+
             self._client = redis_client(self.url, self._timeout_s)
             self._client_forks = forks()
         return self._client
@@ -133,7 +143,7 @@ class RedisBackend(_Circuit):
     def _translated(self, what: str) -> Iterator[None]:
         try:
             yield
-        except redis.RedisError as exc:
+        except _redis().RedisError as exc:
             self.mark_down()
             raise BackendUnavailableError(
                 f"cache Redis at {self.url} failed while {what}: {exc}; the cache serves from "
@@ -161,12 +171,12 @@ class RedisBackend(_Circuit):
             try:
                 connection.send_command("GET", key)
                 return connection.read_response()  # type: ignore[no-any-return]
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            except (_redis().ConnectionError, _redis().TimeoutError, OSError) as exc:
                 connection.disconnect()
                 if attempt == 2 or not was_open:  # a stale socket gets one retry, as in redis-py
                     with self._translated("reading a cache value"):
-                        raise redis.ConnectionError(str(exc)) from exc
-            except redis.RedisError as exc:
+                        raise _redis().ConnectionError(str(exc)) from exc
+            except _redis().RedisError as exc:
                 connection.disconnect()
                 with self._translated("reading a cache value"):
                     raise exc
@@ -264,6 +274,8 @@ class RedisSubscription:
     """A pub/sub subscription that reports a lost connection as BackendUnavailableError."""
 
     def __init__(self, backend: RedisBackend, channel: str) -> None:
+        import redis
+
         self._backend = backend
         self._channel = channel
         with backend._translated("subscribing to cache invalidations"):
@@ -286,5 +298,5 @@ class RedisSubscription:
         try:
             self._pubsub.close()
             self._client.close()
-        except redis.RedisError:
+        except _redis().RedisError:
             pass

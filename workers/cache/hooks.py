@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel
 
 from workers.cache.backends import forks
 from workers.cache.keying import file_fingerprint, safe_tenant, scoped_tenant
+from workers.cache.lru import MISSING
 from workers.cache.manager import CacheManager
 from workers.cache.managers import cache_manager
 from workers.core.names import TENANT_HEADER
@@ -61,6 +63,8 @@ def skill_environment(settings: Settings) -> dict[str, Any]:
 
 def task_tenant() -> str | None:
     """The tenant of the Celery task running in this thread (message header ``victor_tenant``)."""
+    if "celery" not in sys.modules:
+        return None  # no task can be running, and importing Celery to learn that is slow
     from celery import current_task
 
     if not current_task:
@@ -82,6 +86,13 @@ class ResponseCacheHook:
         cache = self.provider().response
         if not cache.enabled():
             return compute()
+        key = self.key(spec, model)
+        if key is None:
+            return compute()  # let the skill report the missing or unreadable file
+        return cache.get_or_compute(key, compute)
+
+    def key(self, spec: SkillSpec, model: BaseModel) -> str | None:
+        """The response-cache key of one call, or None when its file cannot be read."""
         material: dict[str, Any] = {
             "input": model.model_dump(mode="json"),
             "env": skill_environment(self.provider.settings),
@@ -89,10 +100,18 @@ class ResponseCacheHook:
         if spec.file_param:
             fingerprint = file_fingerprint(str(getattr(model, spec.file_param)))
             if fingerprint is None:
-                return compute()  # let the skill report the missing or unreadable file
+                return None
             material["file"] = fingerprint
-        key = cache.key(spec.name, spec.version, material, tenant=scoped_tenant() or task_tenant())
-        return cache.get_or_compute(key, compute)
+        cache = self.provider().response
+        return cache.key(spec.name, spec.version, material, tenant=scoped_tenant() or task_tenant())
+
+    def lookup(self, spec: SkillSpec, model: BaseModel) -> Any:
+        """The cached result of one call, or ``MISSING`` (never computes, never locks)."""
+        cache = self.provider().response
+        if not cache.enabled():
+            return MISSING
+        key = self.key(spec, model)
+        return MISSING if key is None else cache.get(key)
 
 
 def install_cache(runtime: Any) -> CacheProvider:
