@@ -1,20 +1,30 @@
 """Pick the next pool size of one worker from its latest sample: pure policy, no I/O.
 
-Hill climbing on throughput against pool size (each size against its nearest measured
-neighbours within a step, and one-slot probes between two sizes a step apart when the peak may
-lie between them), after guards on memory, bounds and demand.
+After guards on memory, bounds and demand, a bracketing search on throughput against pool size:
+from the best size measured so far, move away with a step that doubles while each move improves
+(1, 2, 4, 8 slots: a few moves cross the whole range), then probe the middle of the wider gap
+between the best size and its measured neighbours until both are one slot away, and hold there.
+The smallest size within the tolerance of the top throughput counts as the best, so flat
+throughput with rising latency (CPU-bound work past the cores) settles on the smaller pool.
+A size is judged once a full interval after the change was seen there with enough completed
+tasks (``min_completions``), not after a fixed wait: a clear signal moves on sooner.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 _EPSILON = 1e-9
 _SMOOTHING = 0.3  # floor of the weight a new sample gets in a size's running average
 _RSS_POINTS = 8  # how many (pool size, rss with every slot busy) points the estimate keeps
+_MOST_SAMPLES = 2  # a size is judged after this many full samples, however few tasks they saw
+_REVISITS = 3  # samples of a neighbour within the noise of the best before settling anyway
+_CONFIDENCE = 1.0  # standard errors a difference must exceed to count as a real one
+_NOISE_WEIGHT = 0.2  # weight of a new deviation in the running estimate of measurement noise
 
 
 @dataclass(frozen=True)
@@ -25,8 +35,9 @@ class TunerBounds:
     max_concurrency: int
     memory_limit_mb: float
     memory_warning_threshold: float
-    max_step: int = 2
-    cooldown_s: float = 6.0
+    max_step: int = 8  # the largest move; the search's step doubles up to it
+    cooldown_s: float = 2.0  # the least time between a change and judging the new size
+    min_completions: int = 10  # tasks seen at a size before its throughput is trusted
     tolerance: float = 0.05  # a relative throughput gain above this counts as a rise
     reprobe_after_s: float = 120.0  # other sizes' measurements expire, so they get re-probed
     shift_tolerance: float = 0.3  # the current size's throughput moving this much: workload changed
@@ -69,6 +80,7 @@ class SizeRecord:
     samples: int
     at: float
     reference: float  # throughput when first measured, to notice a changed workload
+    completed: int = 0  # tasks counted over the full samples averaged in
 
 
 @dataclass
@@ -83,6 +95,7 @@ class TunerState:
     app_limited_since: float | None = None
     best_size: int | None = None
     best_throughput: float = 0.0
+    noise: float | None = None  # relative deviation of one sample from its size's average
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TunerState:
@@ -144,7 +157,7 @@ def next_concurrency(
             return _decide(state, sample, size, size - 1, "demand", detail)
         kind = "application-limited" if app_limited else "nothing waiting"
         return _decide(state, sample, size, size, "demand", f"{kind} ({how}), not growing")
-    return _climb(state, sample, size, bounds, note)
+    return _search(state, sample, size, bounds, note)
 
 
 def _guard(
@@ -173,115 +186,124 @@ def _guard(
     return None
 
 
-def _climb(
+def _search(
     state: TunerState, sample: TunerSample, size: int, bounds: TunerBounds, note: str
 ) -> tuple[Decision, TunerState]:
-    """Hill climbing: move to a clearly better neighbour, step back, probe, or hold."""
+    """A bracketing search over measured sizes: double the step away from the best size while
+    each move keeps improving, then halve the gaps around it, then hold there."""
     here = state.records.get(str(size))
     if here is None:
         return _decide(state, sample, size, size, "climb", f"{note}no full sample at {size} yet")
-    line, rate, gain = bounds.memory_line_mb, here.throughput, 1.0 + bounds.tolerance
+    if here.completed < bounds.min_completions and here.samples < _MOST_SAMPLES:
+        detail = f"measuring {size}: {here.completed} of {bounds.min_completions} tasks seen"
+        return _decide(state, sample, size, size, "cooldown", note + detail)
+    line, floor = bounds.memory_line_mb, bounds.min_concurrency
     per_slot = _rss_per_slot(state, sample, bounds)
     fits = sample.active + math.floor((line - sample.rss_mb) / per_slot + _EPSILON)
-    ceiling = min(bounds.max_concurrency, fits)
-    # A neighbour is the nearest size measured within a step, else a full step away.
-    up = _neighbour(state, size, min(size + bounds.max_step, ceiling)) if ceiling > size else None
-    down = _neighbour(state, size, max(size - bounds.max_step, bounds.min_concurrency))
-    above = state.records.get(str(up)) if up is not None else None
-    below = state.records.get(str(down)) if down < size else None
-    below_latency = below.latency_ms if below is not None else None
-    latency = _latency(here.latency_ms, below_latency)
-    rose = (here.latency_ms or 0.0) > (below_latency or math.inf) * gain
+    ceiling = max(floor, min(bounds.max_concurrency, fits))
+    limit = max(ceiling, size)
+    records = {int(k): r for k, r in state.records.items() if int(k) <= limit}
+    rates = {n: record.throughput for n, record in records.items()}
+    noise = state.noise if state.noise is not None else bounds.tolerance
 
-    def projected(slots: int) -> str:
-        rss = sample.rss_mb + per_slot * max(0, slots - sample.active)
-        return f"rss {rss:.0f} MB projected at {slots} (line {line:.0f} MB)"
+    def clearly(better: int, than: int) -> bool:
+        """Better by more than the tolerance and by more than the measurements' noise."""
+        counts = (min(records[n].samples, _MOST_SAMPLES * 2) for n in (better, than))
+        error = _CONFIDENCE * noise * math.sqrt(sum(1.0 / count for count in counts))
+        return rates[better] > rates[than] * (1.0 + max(bounds.tolerance, error))
 
-    if up is not None and above is not None and above.throughput > rate * gain:
-        change = _percent(above.throughput, rate)
-        detail = f"{up} did {above.throughput:.1f}/s, {change} on {rate:.1f}/s at {size}"
-        return _decide(state, sample, size, up, "climb", f"{note}{detail}; {projected(up)}")
-    # Stepping back needs less than half the tolerance, so a gain inside the band is kept.
-    if (
-        below is not None
-        and rate <= below.throughput * (1.0 + bounds.tolerance / 2)
-        and (rate < below.throughput or rose)
-    ):
-        detail = f"{rate:.1f}/s at {size} is no gain on {below.throughput:.1f}/s at {down}"
-        return _decide(state, sample, size, down, "climb", f"{note}{detail}, {latency}")
-    if up is not None and above is None and (below is None or rate > below.throughput * gain):
-        if below is None:
-            detail = f"{rate:.1f}/s at {size}, nothing measured at {up}"
-        else:
-            change = _percent(rate, below.throughput)
-            detail = f"throughput {change} at {size} ({rate:.1f}/s) over {down}, {latency}"
-        return _decide(state, sample, size, up, "climb", f"{note}{detail}; {projected(up)}")
-    if up is not None:
-        blocked = (
-            f"{up} did {above.throughput:.1f}/s" if above else f"too little gain to probe {up}"
-        )
-    elif size >= bounds.max_concurrency:
-        blocked = f"at the maximum {bounds.max_concurrency}"
+    gain = 1.0 + bounds.tolerance
+    best = _best(rates, size, gain, records[size].samples > 1, clearly)
+    lower = max((n for n in rates if n < best), default=None)
+    upper = min((n for n in rates if n > best), default=None)
+    rose = lower is None or clearly(best, lower)
+    # Each move doubles the distance from the size below (or above) the best: 1, 2, 4, 8, ...
+    if upper is None and best < ceiling and rose:
+        probe = min(best + (2 * (best - lower) if lower is not None else 1), ceiling)
+        why = f"{_seen(rates, best)}, nothing measured above; probing {probe}"
+    elif lower is None and best > floor:
+        probe = max(best - (2 * (upper - best) if upper is not None else 1), floor)
+        capped = f", memory caps it at {ceiling}" if upper is None and best >= ceiling else ""
+        why = f"{_seen(rates, best)}{capped}, nothing measured below; probing {probe}"
     else:
-        blocked = f"memory: {projected(size + 1)}"
-    if down < size and below is None:
-        detail = f"{rate:.1f}/s at {size}, {blocked}; probing {down}"
-        return _decide(state, sample, size, down, "climb", note + detail)
-    between = _between(state, sample, size, bounds, (up, above), (down, below))
-    if between is not None and (up is None or above is not None):
-        return _decide(state, sample, size, between[0], "climb", note + between[1])
-    lower = f"{down} did {below.throughput:.1f}/s" if below is not None else "at the minimum"
-    best = f"best seen {state.best_size} ({state.best_throughput:.1f}/s)"
-    detail = f"{note}{rate:.1f}/s here, {blocked}, {lower}; {best}"
-    return _decide(state, sample, size, size, "climb", detail)
+        high = upper - best - 1 if upper is not None else 0
+        low = best - lower - 1 if lower is not None else 0
+        better_above = upper is not None and (lower is None or rates[upper] > rates[lower])
+        # A neighbour apart by more than the tolerance but not by more than the noise: measure
+        # it again (a few times at most) before settling on one side of it, the better first.
+        unsure = sorted(
+            (
+                n
+                for n in (lower, upper)
+                if n is not None
+                and records[n].samples < _REVISITS
+                and max(rates[n], rates[best]) > min(rates[n], rates[best]) * gain
+                and not clearly(best, n)
+                and not clearly(n, best)
+            ),
+            key=lambda n: -rates[n],
+        )
+        if high == low == 0 and unsure and size == best:
+            probe = unsure[0]
+            why = f"{_seen(rates, best)}, {_seen(rates, probe)} within the noise; measuring again"
+        elif high == low == 0:
+            probe, why = best, _held(rates, best, lower, upper, ceiling, bounds)
+        elif upper is not None and (high > low or (high == low and better_above)):
+            probe = best + (upper - best) // 2
+            why = f"{_seen(rates, best)}, {_seen(rates, upper)}; probing {probe} between"
+        else:
+            assert lower is not None  # low > 0 here
+            probe = best - (best - lower) // 2
+            why = f"{_seen(rates, best)}, {_seen(rates, lower)}; probing {probe} between"
+    target = min(max(probe, size - bounds.max_step), size + bounds.max_step)
+    if target > size:
+        rss = sample.rss_mb + per_slot * max(0, target - sample.active)
+        why += f"; rss {rss:.0f} MB projected at {target} (line {line:.0f} MB)"
+    elif target < size and best < size and size in rates:
+        why += f", {_latency(here.latency_ms, state.records[str(best)].latency_ms)} at {size}"
+    return _decide(state, sample, size, target, "climb", note + why)
 
 
-def _between(
-    state: TunerState,
-    sample: TunerSample,
+def _best(
+    rates: dict[int, float],
     size: int,
+    gain: float,
+    settled: bool,
+    clearly: Callable[[int, int], bool],
+) -> int:
+    """The smallest size within the tolerance of the top throughput. A size held for more than
+    one sample gives way to a larger one only when that one is clearly better: no flapping on
+    noise between sizes that do the same."""
+    top = max(rates.values())
+    plain = min(n for n, rate in rates.items() if rate * gain >= top)
+    if settled and plain > size and not clearly(plain, size):
+        return size
+    return plain
+
+
+def _seen(rates: dict[int, float], size: int) -> str:
+    return f"{size} did {rates[size]:.1f}/s"
+
+
+def _held(
+    rates: dict[int, float],
+    best: int,
+    lower: int | None,
+    upper: int | None,
+    ceiling: int,
     bounds: TunerBounds,
-    *sides: tuple[int | None, SizeRecord | None],
-) -> tuple[int, str] | None:
-    """A size one slot toward a measured neighbour several slots away when the peak may lie
-    between: both neighbours clearly worse, or (after holding two cooldowns) this size and that
-    one level after a rise in proportion to the pool below them. Only once this size's latest
-    figure agrees with its average."""
-    rate, gain = state.records[str(size)].throughput, 1.0 + bounds.tolerance
-    latest = sample.completed / sample.interval_s if sample.interval_s > 0 else 0.0
-    measured = [(record.throughput, n) for n, record in sides if n is not None and record]
-    if abs(latest - rate) > bounds.tolerance * rate:
-        return None
-    far = [(throughput, n) for throughput, n in measured if abs(n - size) > 1]
-    if far and all(rate > throughput * gain for throughput, _ in measured):
-        throughput, toward = max(far)
-        finer = size + (1 if toward > size else -1)
-        return finer, f"{rate:.1f}/s at {size}, {toward} did {throughput:.1f}/s; probing {finer}"
-    held = sample.at - state.changed_at if state.changed_at is not None else math.inf
-    for throughput, n in far if held >= 2 * bounds.cooldown_s - _EPSILON else []:
-        if not rate / gain <= throughput <= rate * gain:
-            continue
-        low = min(n, size)
-        lower = _neighbour(state, low, max(low - bounds.max_step, bounds.min_concurrency))
-        base = state.records.get(str(lower)) if lower < low else None
-        level = state.records[str(low)].throughput
-        if base is not None and level >= base.throughput * (1 + 0.75 * (low - lower) / lower):
-            finer = size + (1 if n > size else -1)
-            detail = (
-                f"{rate:.1f}/s at {size}, {n} level ({throughput:.1f}/s) after rising in "
-                f"proportion from {lower}; probing {finer}"
-            )
-            return finer, detail
-    return None
-
-
-def _neighbour(state: TunerState, size: int, far: int) -> int:
-    """The measured size nearest to ``size`` on the way to ``far`` (inclusive), else ``far``."""
-    step = 1 if far > size else -1
-    for candidate in range(size + step, far + step, step):
-        if str(candidate) in state.records:
-            return candidate
-    return far
+) -> str:
+    """Why the best size is where the search ends: its neighbours, or a bound."""
+    if upper is not None:
+        above = f"{_seen(rates, upper)}"
+    elif best >= bounds.max_concurrency:
+        above = f"at the maximum {bounds.max_concurrency}"
+    elif best >= ceiling:
+        above = f"memory caps it at {ceiling}"
+    else:
+        above = f"too little gain over {lower} to probe above"
+    below = _seen(rates, lower) if lower is not None else f"at the minimum {best}"
+    return f"best {_seen(rates, best)}, {above}, {below}"
 
 
 def _record(state: TunerState, size: int, sample: TunerSample, bounds: TunerBounds) -> str:
@@ -289,7 +311,12 @@ def _record(state: TunerState, size: int, sample: TunerSample, bounds: TunerBoun
     throughput = sample.completed / sample.interval_s if sample.interval_s > 0 else 0.0
     fresh = SizeRecord(throughput, sample.latency_ms, 0, sample.at, throughput)
     record = state.records.setdefault(str(size), fresh)
+    if record.samples and record.throughput > 0:
+        deviation = (throughput - record.throughput) ** 2 / record.throughput**2
+        variance = (state.noise if state.noise is not None else bounds.tolerance) ** 2
+        state.noise = math.sqrt(variance + _NOISE_WEIGHT * (deviation - variance))
     record.samples += 1
+    record.completed += sample.completed
     weight = max(1.0 / record.samples, _SMOOTHING)
     record.throughput += weight * (throughput - record.throughput)
     if sample.latency_ms is not None:
@@ -335,7 +362,6 @@ def _decide(
         return Decision(current, target, "hold", f"hold {current}: {detail}", rule), state
     action = "grow" if target > current else "shrink"
     state.changed_from, state.changed_at, state.target = current, sample.at, target
-    state.records.pop(str(target), None)
     return Decision(current, target, action, f"{action} {current}->{target}: {detail}", rule), state
 
 
@@ -345,7 +371,3 @@ def _latency(here: float | None, below: float | None) -> str:
     if abs(here / below - 1.0) < 0.05:
         return f"latency flat ({here:.0f} ms)"
     return f"latency {here / below - 1.0:+.0%} ({below:.0f} -> {here:.0f} ms)"
-
-
-def _percent(new: float, old: float) -> str:
-    return f"{new / old - 1.0:+.0%}" if old > 0 else "up from nothing"

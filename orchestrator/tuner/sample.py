@@ -20,16 +20,24 @@ FIXED = "fixed"  # cannot be resized (solo, Celery's own threads pool)
 
 @dataclass(frozen=True)
 class Reading:
-    """A worker's running totals at one moment."""
+    """A worker's running totals at one moment: ``at`` on the runner's clock (which readings
+    count after a change), ``reported_at`` on the worker's (when it wrote those totals)."""
 
     at: float
     tasks: int
     run_us: int
+    reported_at: float | None = None
 
     @classmethod
     def of(cls, worker: dict[str, Any], at: float) -> Reading:
         totals = worker.get("totals") or {}
-        return cls(at=at, tasks=int(totals.get("tasks", 0)), run_us=int(totals.get("run_us", 0)))
+        reported = worker.get("at")
+        return cls(
+            at=at,
+            tasks=int(totals.get("tasks", 0)),
+            run_us=int(totals.get("run_us", 0)),
+            reported_at=float(reported) if reported is not None else None,
+        )
 
 
 def control_mode(worker: dict[str, Any]) -> str:
@@ -50,8 +58,16 @@ def reported_size(worker: dict[str, Any]) -> int:
 def build_sample(
     worker: dict[str, Any], previous: Reading, now: Reading, queued: int, pool_size: int
 ) -> TunerSample | None:
-    """What the worker did between two readings; None when the interval or counters are off."""
+    """What the worker did between two readings; None when the interval or counters are off.
+
+    The rate is over the worker's own timestamps when it wrote both: the runner reads totals a
+    flush late by a varying amount, so its own clock adds jitter of up to a flush to the
+    interval. A worker that wrote nothing new since (the same timestamp) falls back to it.
+    """
     interval_s = now.at - previous.at
+    if now.reported_at is not None and previous.reported_at is not None:
+        reported_s = now.reported_at - previous.reported_at
+        interval_s = reported_s if reported_s > 0 else interval_s
     completed = now.tasks - previous.tasks
     run_us = now.run_us - previous.run_us
     if interval_s <= 0 or completed < 0 or run_us < 0:

@@ -144,8 +144,14 @@ def run(
     *,
     worker: SimulatedWorker,
     state: TunerState | None = None,
+    report_delay_s: float = 0.0,
 ) -> Trajectory:
-    """Drive ``policy_fn`` against ``worker`` for ``seconds``: sample, decide, apply the target."""
+    """Drive ``policy_fn`` against ``worker`` for ``seconds``: sample, decide, apply the target.
+
+    ``report_delay_s`` dates each change that much later, as the runner does for a worker whose
+    figures reach Redis one metrics flush late: the interval after a change is then not a full
+    sample of the new size, so each change costs two intervals, as it does on a real fleet.
+    """
     trajectory = Trajectory(state=state if state is not None else new_state())
     size = start_size
     for _ in range(round(seconds / interval_s)):
@@ -155,5 +161,7 @@ def run(
         trajectory.throughputs.append(sample.completed / interval_s)
         trajectory.decisions.append(decision)
         trajectory.samples.append(sample)
+        if decision.target != size and report_delay_s:
+            trajectory.state.changed_at = sample.at + report_delay_s
         size = decision.target
     return trajectory

@@ -15,7 +15,7 @@ def test_defaults() -> None:
     assert settings.tuner_enabled is True
     assert (settings.tuner_min_concurrency, settings.tuner_max_concurrency) == (1, 16)
     assert settings.tuner_interval_s == 2.0
-    assert (settings.tuner_max_step, settings.tuner_cooldown_s) == (2, 6.0)
+    assert (settings.tuner_max_step, settings.tuner_cooldown_s) == (8, 2.0)
     assert settings.tuner_decisions_ttl_s == 86_400
     assert settings.tuner_scale_down_intervals == 30
 

@@ -120,8 +120,8 @@ class Settings(BaseSettings):
     tuner_min_concurrency: int = Field(1, ge=1, le=256)
     tuner_max_concurrency: int = Field(16, ge=1, le=256)
     tuner_interval_s: float = Field(2.0, gt=0, le=3600)
-    tuner_max_step: int = Field(2, ge=1, le=256)
-    tuner_cooldown_s: float = Field(6.0, ge=0, le=86_400)
+    tuner_max_step: int = Field(8, ge=1, le=256)
+    tuner_cooldown_s: float = Field(2.0, ge=0, le=86_400)
     tuner_decisions_ttl_s: int = Field(86_400, ge=60, le=2_592_000)
     tuner_scale_down_intervals: int = Field(30, ge=1, le=100_000)
 

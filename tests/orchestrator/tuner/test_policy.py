@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, replace
 
 import pytest
@@ -29,14 +31,13 @@ from orchestrator.tuner.simulator import (
 
 INTERVAL_S = 2.0
 RUN_S = 60.0
-# Two samples at each new size before it is judged: 60 s leaves room for about 14 changes.
 BOUNDS = TunerBounds(
     min_concurrency=1,
     max_concurrency=16,
     memory_limit_mb=1024.0,
     memory_warning_threshold=0.8,
-    max_step=2,
-    cooldown_s=4.0,
+    max_step=8,
+    cooldown_s=2.0,
 )
 PROPERTIES = settings(max_examples=50, deadline=None, derandomize=True, database=None)
 
@@ -84,44 +85,46 @@ def _drive(
     return decisions
 
 
-# --- climbing on throughput -----------------------------------------------------------------
+# --- the search on throughput ---------------------------------------------------------------
 
 CLIMB_TABLE = [
-    pytest.param([(4, 20.0)], "grow", 6, "nothing measured at 6", id="probes-up-from-the-start"),
+    pytest.param([(4, 20.0)], "grow", 5, "nothing measured above; probing 5", id="probes-up"),
     pytest.param(
-        [(4, 20.0), (6, 24.0), (6, 24.0)], "grow", 8, "+20% at 6", id="grows-while-rising"
+        [(4, 20.0), (5, 25.0)], "grow", 7, "5 did 25.0/s, nothing measured above", id="doubles"
+    ),
+    pytest.param([(4, 20.0), (5, 25.0), (7, 35.0)], "grow", 11, "probing 11", id="doubles-again"),
+    pytest.param(
+        [(4, 20.0), (5, 25.0), (7, 35.0), (11, 20.0)],
+        "shrink",
+        9,
+        "7 did 35.0/s, 11 did 20.0/s; probing 9 between, latency +175% (200 -> 550 ms) at 11",
+        id="halves-the-gap-after-a-fall",
     ),
     pytest.param(
-        [(4, 20.0), (6, 24.0), (6, 24.0), (8, 24.5), (8, 24.5)],
+        [(2, 20.0), (3, 30.0), (5, 30.5)],
         "shrink",
-        6,
-        "no gain on 24.0/s at 6, latency +31%",
+        4,
+        "3 did 30.0/s, 5 did 30.5/s; probing 4 between, latency +64%",
         id="shrinks-when-latency-rises-without-throughput",
     ),
     pytest.param(
-        [(4, 20.0), (6, 24.0), (6, 24.0), (8, 18.0), (8, 18.0)],
+        [(2, 20.0), (3, 30.0), (5, 30.5), (4, 30.2)],
         "shrink",
-        6,
-        "no gain",
-        id="shrinks-when-throughput-falls",
+        3,
+        "best 3 did 30.0/s, 4 did 30.0/s, 2 did 20.0/s, latency +32%",
+        id="settles-on-the-smaller-pool-past-the-cores",
     ),
     pytest.param(
-        [(2, 20.0), (4, 40.0), (4, 40.0), (6, 40.5), (6, 40.5)],
-        "shrink",
-        4,
-        "latency +48%",
-        id="shrinks-past-the-cores-on-flat-throughput",
-    ),
-    pytest.param(
-        [(4, 20.0), (6, 24.0), (6, 24.0), (8, 24.5), (8, 24.5), (6, 24.0), (6, 24.0)],
+        [(2, 20.0), (3, 30.0), (5, 30.5), (4, 30.2), (3, 30.0)],
         "hold",
-        6,
-        "8 did 24.5/s, 4 did 20.0/s; best seen 6",
+        3,
+        "best 3 did 30.0/s, 4 did 30.0/s, 2 did 20.0/s",
         id="holds-at-the-best-size",
     ),
-    pytest.param([(16, 40.0)], "shrink", 14, "at the maximum 16; probing 14", id="probes-down"),
+    pytest.param([(16, 40.0)], "shrink", 15, "nothing measured below; probing 15", id="down"),
+    pytest.param([(16, 40.0), (15, 45.0)], "shrink", 13, "probing 13", id="doubles-down"),
     pytest.param(
-        [(16, 40.0), (14, 35.0), (14, 35.0)], "grow", 16, "16 did 40.0/s", id="climbs-back-up"
+        [(16, 40.0), (15, 35.0)], "grow", 16, "best 16 did 40.0/s, at the maximum 16", id="back"
     ),
 ]
 
@@ -138,20 +141,47 @@ def test_tuner_climbs_on_throughput_against_pool_size(
 def test_tuner_does_not_oscillate_on_noise_within_the_tolerance() -> None:
     bounds = replace(BOUNDS, min_concurrency=4)
     noisy = [19.4, 20.8, 19.6, 20.6, 19.5, 20.7, 19.8, 20.3, 19.6, 20.5]
-    decisions = _drive([(4, 20.0), (6, 20.4), (6, 20.4)] + [(4, rate) for rate in noisy], bounds)
-    assert [d.action for d in decisions[:3]] == ["grow", "hold", "shrink"]
-    assert all(d.action == "hold" and d.target == 4 for d in decisions[3:])
+    decisions = _drive([(4, 20.0), (5, 20.4)] + [(4, rate) for rate in noisy], bounds)
+    assert [d.action for d in decisions[:3]] == ["grow", "shrink", "hold"]
+    assert all(d.action == "hold" and d.target == 4 for d in decisions[2:])
+
+
+def _follow(rate: Callable[[int, int], float], start: int, samples: int) -> list[Decision]:
+    """Busy samples 2 s apart at the size the last decision asked for; ``rate(index, size)``."""
+    state, size, decisions = new_state(), start, []
+    for index in range(1, samples + 1):
+        sample = _sample(index * INTERVAL_S, size, rate(index, size))
+        decision, state = next_concurrency(state, sample, BOUNDS)
+        decisions.append(decision)
+        size = decision.target
+    return decisions
+
+
+def test_a_neighbour_within_the_noise_is_measured_again_before_settling() -> None:
+    figures = {2: [20.0], 3: [30.0], 5: [30.5], 4: [32.0, 30.0]}  # 4: 32/s once, then 30/s
+    visits: Counter[int] = Counter()
+
+    def rate(index: int, size: int) -> float:
+        visits[size] += 1
+        return figures[size][min(visits[size], len(figures[size])) - 1]
+
+    decisions = _follow(rate, 2, 8)
+    assert [d.target for d in decisions] == [3, 5, 4, 3, 4, 3, 3, 3]
+    assert decisions[3].reason == (
+        "shrink 4->3: 4 did 32.0/s, 3 did 30.0/s within the noise; measuring again"
+    )
+    assert decisions[-1].reason == "hold 3: best 3 did 30.0/s, 4 did 31.0/s, 2 did 20.0/s"
 
 
 # --- application-limited --------------------------------------------------------------------
 
 DEMAND_TABLE = [
     pytest.param(
-        2, 0, 0, "hold", "application-limited (2 in flight of 6", id="well-under-the-pool"
+        2, 0, 0, "hold", "application-limited (2 in flight of 5", id="well-under-the-pool"
     ),
-    pytest.param(5, 0, 0, "hold", "nothing waiting (5 in flight of 6", id="nothing-waiting"),
-    pytest.param(2, 1, 0, "grow", "throughput +20% at 6", id="reserved-work-waits"),
-    pytest.param(2, 0, 3, "grow", "throughput +20% at 6", id="queued-work-waits"),
+    pytest.param(4, 0, 0, "hold", "nothing waiting (4 in flight of 5", id="nothing-waiting"),
+    pytest.param(2, 1, 0, "grow", "5 did 24.0/s, nothing measured above", id="reserved-waits"),
+    pytest.param(2, 0, 3, "grow", "5 did 24.0/s, nothing measured above", id="queued-waits"),
 ]
 
 
@@ -159,20 +189,19 @@ DEMAND_TABLE = [
 def test_tuner_does_not_grow_while_application_limited(
     active: int, reserved: int, queued: int, action: str, because: str
 ) -> None:
-    state = new_state()
-    for sample in [_sample(2.0, 4, 20.0), _sample(4.0, 6, 24.0)]:
-        _, state = next_concurrency(state, sample, BOUNDS)
-    limited = _sample(6.0, 6, 24.0, active=active, reserved=reserved, queued=queued)
+    _, state = next_concurrency(new_state(), _sample(2.0, 4, 20.0), BOUNDS)
+    limited = _sample(4.0, 5, 24.0, active=active, reserved=reserved, queued=queued)
     decision, _ = next_concurrency(state, limited, BOUNDS)
     assert decision.action == action
     assert because in decision.reason
 
 
 def test_tuner_drifts_down_one_slot_a_cooldown_when_application_limited_for_long() -> None:
+    bounds = replace(BOUNDS, cooldown_s=4.0)
     size, state, decisions = 8, new_state(), []
     for index in range(1, 31):
         sample = _sample(index * INTERVAL_S, size, 5.0, active=1, reserved=0, queued=0)
-        decision, state = next_concurrency(state, sample, BOUNDS)
+        decision, state = next_concurrency(state, sample, bounds)
         decisions.append(decision)
         size = decision.target
     assert all(d.action == "hold" and d.rule == "demand" for d in decisions[:15])
@@ -187,9 +216,8 @@ def test_tuner_drifts_down_one_slot_a_cooldown_when_application_limited_for_long
 # --- memory ---------------------------------------------------------------------------------
 
 MEMORY_GROWTH_TABLE = [
-    pytest.param(600.0, "grow", 6, "rss 680 MB projected at 6", id="room-for-a-full-step"),
-    pytest.param(740.0, "grow", 5, "rss 780 MB projected at 5", id="memory-caps-the-step"),
-    pytest.param(800.0, "shrink", 2, "memory: rss 840 MB projected at 5", id="memory-blocks"),
+    pytest.param(600.0, "grow", 5, "rss 640 MB projected at 5", id="room-to-grow"),
+    pytest.param(800.0, "shrink", 3, "memory caps it at 4, nothing measured below", id="blocks"),
 ]
 
 
@@ -202,6 +230,15 @@ def test_tuner_never_grows_past_the_memory_line(
     assert (decision.action, decision.target) == (action, target)
     assert because in decision.reason
     assert rss_mb + 40.0 * max(0, decision.target - 4) <= bounds.memory_line_mb
+
+
+def test_memory_caps_a_doubled_step() -> None:
+    # 4 -> 5 rose, so the next probe would be 7; 40 MB a slot leaves room for one more.
+    bounds = replace(BOUNDS, default_rss_per_slot_mb=40.0)
+    _, state = next_concurrency(new_state(), _sample(2.0, 4, 20.0, rss_mb=700.0), bounds)
+    decision, _ = next_concurrency(state, _sample(4.0, 5, 25.0, rss_mb=740.0), bounds)
+    assert (decision.action, decision.target) == ("grow", 6)
+    assert "rss 780 MB projected at 6 (line 819 MB)" in decision.reason
 
 
 MEMORY_SHRINK_TABLE = [
@@ -240,33 +277,42 @@ def test_tuner_holds_at_the_minimum_when_rss_is_over_the_line() -> None:
 
 def test_tuner_respects_the_cooldown_after_a_change() -> None:
     bounds = replace(BOUNDS, cooldown_s=6.0)
-    decisions = _drive([(4, 20.0), (6, 40.0), (6, 40.0), (6, 40.0)], bounds)
+    decisions = _drive([(4, 20.0), (5, 40.0), (5, 40.0), (5, 40.0)], bounds)
     assert [(d.action, d.rule) for d in decisions] == [
         ("grow", "climb"),
         ("hold", "cooldown"),
         ("hold", "cooldown"),
         ("grow", "climb"),
     ]
-    assert decisions[1].reason == "hold 6: cooling down, 2.0 of 6.0 s since 4->6"
+    assert decisions[1].reason == "hold 5: cooling down, 2.0 of 6.0 s since 4->5"
 
 
 def test_tuner_measures_a_new_size_over_a_full_sample_before_judging_it() -> None:
     bounds = replace(BOUNDS, cooldown_s=1.0)
     first, state = next_concurrency(new_state(), _sample(2.0, 4, 20.0), bounds)
     # Past the cooldown, but this sample's window (1..3 s) began before the change at 2 s.
-    straddling, state = next_concurrency(state, _sample(3.0, 6, 30.0), bounds)
-    full, _ = next_concurrency(state, _sample(5.0, 6, 30.0), bounds)
+    straddling, state = next_concurrency(state, _sample(3.0, 5, 30.0), bounds)
+    full, _ = next_concurrency(state, _sample(5.0, 5, 30.0), bounds)
     assert (first.action, straddling.rule, full.action) == ("grow", "cooldown", "grow")
-    assert "throughput +50% at 6 (30.0/s)" in full.reason
+    assert "5 did 30.0/s, nothing measured above; probing 7" in full.reason
+
+
+def test_tuner_judges_a_size_on_the_tasks_seen_there_not_on_the_clock() -> None:
+    # 4 tasks in the first full sample at 5: too few to trust; a second sample decides.
+    decisions = _drive([(4, 20.0), (5, 2.0), (5, 2.0)])
+    assert (decisions[1].action, decisions[1].rule) == ("hold", "cooldown")
+    assert decisions[1].reason == "hold 5: measuring 5: 4 of 10 tasks seen"
+    assert (decisions[2].action, decisions[2].target) == ("shrink", 2)
 
 
 @pytest.mark.parametrize("max_step", [1, 2, 3])
 def test_tuner_bounds_each_step(max_step: int) -> None:
     bounds = replace(BOUNDS, max_step=max_step)
-    up = _drive([(4, 20.0), (4 + max_step, 40.0), (4 + max_step, 40.0)], bounds)[-1]
-    down = _drive([(16, 40.0)], bounds)[-1]
-    assert up.target - up.current == max_step
-    assert down.current - down.target == max_step
+    for start in (bounds.min_concurrency, bounds.max_concurrency):
+        worker = SimulatedWorker(saturating_backend(9, slot_rate=20.0))
+        trajectory = run(next_concurrency, start, bounds, RUN_S, INTERVAL_S, worker=worker)
+        moves = [abs(d.target - d.current) for d in trajectory.decisions if d.action != "hold"]
+        assert max(moves) == max_step, trajectory.sizes
 
 
 CLAMP_TABLE = [
@@ -293,7 +339,7 @@ def test_tuner_never_exceeds_max_concurrency() -> None:
 def test_tuner_measures_afresh_when_the_pool_is_not_the_size_it_asked_for() -> None:
     _, state = next_concurrency(new_state(), _sample(2.0, 4, 20.0), BOUNDS)
     decision, _ = next_concurrency(state, _sample(4.0, 3, 15.0), BOUNDS)
-    assert decision == Decision(3, 3, "hold", "hold 3: pool is at 3, not the 6 asked for", "pool")
+    assert decision == Decision(3, 3, "hold", "hold 3: pool is at 3, not the 5 asked for", "pool")
 
 
 def test_tuner_bounds_refuse_a_minimum_above_the_maximum() -> None:
@@ -308,7 +354,7 @@ def test_tuner_finds_a_changed_workload_again() -> None:
     bounds = replace(BOUNDS, reprobe_after_s=40.0)
     worker = SimulatedWorker(saturating_backend(4, slot_rate=20.0, noise=0.01), seed=7)
     before = run(next_concurrency, 1, bounds, RUN_S, INTERVAL_S, worker=worker)
-    assert abs(before.final_size - 4) <= bounds.max_step
+    assert abs(before.final_size - 4) <= 1
     # Same cost a call, but the backend now takes 12 at once: only a re-probe can see it.
     worker.workload = saturating_backend(12, slot_rate=20.0, noise=0.01)
     after = run(
@@ -320,25 +366,15 @@ def test_tuner_finds_a_changed_workload_again() -> None:
         worker=worker,
         state=before.state,
     )
-    assert abs(after.final_size - 12) <= bounds.max_step
+    assert abs(after.final_size - 12) <= 1
 
 
 def test_tuner_reprobes_when_throughput_at_its_size_moves() -> None:
-    settled = [(4, 20.0), (6, 30.0), (6, 30.0), (8, 30.5), (8, 30.5), (6, 30.0), (6, 30.0)]
-    # The work got lighter: 6 now does 45/s, so the remembered neighbours say nothing any more.
-    decisions = _drive([*settled, (6, 30.0), (6, 45.0), (6, 45.0), (6, 45.0)])
-    assert [d.action for d in decisions[4:]] == [
-        "shrink",
-        "hold",
-        "hold",
-        "hold",
-        "hold",
-        "hold",
-        "grow",
-    ]
-    assert decisions[-1].reason.startswith(
-        "grow 6->8: throughput at 6 moved 30.0/s -> 39.9/s, re-probing; 39.9/s at 6, nothing"
-    )
+    # Settled at 3 (CPU-bound on 3 cores); from the 9th sample every size does 50% more.
+    decisions = _follow(lambda index, size: (10.0 if index <= 8 else 15.0) * min(size, 3), 2, 14)
+    assert [d.target for d in decisions[:8]] == [3, 5, 4, 3, 3, 3, 3, 3]
+    moved = [d.reason for d in decisions if "re-probing" in d.reason]
+    assert moved and "moved 30.0/s -> 40.0/s, re-probing" in moved[0]
 
 
 def test_tuner_state_survives_a_json_round_trip() -> None:
@@ -359,10 +395,9 @@ def test_tuner_state_survives_a_json_round_trip() -> None:
 @st.composite
 def scenarios(draw: st.DrawFn) -> tuple[Workload, TunerBounds]:
     """A saturated worker (a backend with an optimum, or CPU-bound work) and bounds for it."""
-    step = draw(st.integers(1, 3))
+    step = draw(st.sampled_from([2, 4, 8]))
     low = draw(st.integers(1, 2))
-    # At most eight steps wide, so 60 s at one change every 4 s can cross it and come back.
-    high = draw(st.integers(low + 2, min(16, low + 8 * step)))
+    high = draw(st.integers(low + 2, 16))
     per_slot_mb = draw(st.floats(5.0, 60.0))
     shape = {
         "slot_rate": draw(st.floats(20.0, 60.0)),
@@ -383,7 +418,7 @@ def scenarios(draw: st.DrawFn) -> tuple[Workload, TunerBounds]:
         memory_limit_mb=draw(st.floats(300.0, 2000.0)),
         memory_warning_threshold=0.8,
         max_step=step,
-        cooldown_s=4.0,
+        cooldown_s=2.0,
         # What an operator would set: a guess on the safe side of a slot's real cost.
         default_rss_per_slot_mb=draw(st.sampled_from([None, 1.5 * per_slot_mb])),
     )
@@ -399,6 +434,7 @@ def _runs(workload: Workload, bounds: TunerBounds, seed: int) -> list[Trajectory
             RUN_S,
             INTERVAL_S,
             worker=SimulatedWorker(workload, seed),
+            report_delay_s=1.0,  # as the runner dates a change: each costs two intervals
         )
         for start in (bounds.min_concurrency, bounds.max_concurrency)
     ]
@@ -416,12 +452,14 @@ def test_tuner_converges_near_the_best_fixed_concurrency(
     best = workload.best_size(bounds)
     for trajectory in _runs(workload, bounds, seed):
         final, story = trajectory.final_size, (workload, bounds, best, trajectory.sizes)
-        near = abs(final - best) <= bounds.max_step
+        near = abs(final - best) <= 1
         assert near or workload.capacity(final) >= 0.9 * workload.capacity(best), story
-        # Steady over the last 16 s: no oscillation beyond one step.
-        assert all(abs(d.target - final) <= bounds.max_step for d in trajectory.decisions[-8:]), (
-            story
-        )
+        # Steady over the last 16 s: no oscillation beyond one slot (or no throughput lost).
+        for decision in trajectory.decisions[-8:]:
+            steady = abs(decision.target - final) <= 1
+            assert steady or workload.capacity(decision.target) >= 0.9 * workload.capacity(best), (
+                story
+            )
 
 
 @PROPERTIES

@@ -137,7 +137,8 @@ def test_the_runner_grows_a_worker_while_throughput_rises(tuner_settings) -> Non
     fake = FakeWorker()
     entries = _drive(_runner(settings, fake), fake, 40)
     assert fake.size >= 7, [entry["reason"] for entry in entries]
-    assert [call[3] for call in fake.calls][:3] == [4, 6, 8]
+    # The step doubles while each move gains: 2 -> 3 -> 5 -> 9 (past the optimum 8).
+    assert [call[3] for call in fake.calls][:3] == [3, 5, 9]
     assert all(entry["worker"] == NAME for entry in entries)
     grows = [entry for entry in entries if entry["action"] == "grow"]
     assert grows and all(entry["applied"] == "applied" for entry in grows)
@@ -166,7 +167,7 @@ def test_dry_run_prints_decisions_and_makes_no_control_call(tuner_settings) -> N
     assert fake.calls == [] and fake.size == 2
     proposed = [entry for entry in entries if entry["action"] == "grow"]
     assert proposed and all(entry["applied"] == "dry-run" for entry in proposed)
-    assert any("grow 2->4" in line for line in runner.lines)  # type: ignore[attr-defined]
+    assert any("grow 2->3" in line for line in runner.lines)  # type: ignore[attr-defined]
     assert any(line.startswith("fleet: ") for line in runner.lines)  # type: ignore[attr-defined]
     client = redis.Redis.from_url(settings.redis_url or "")
     assert client.keys(f"{settings.key_prefix}:tuner:*") == []
@@ -249,7 +250,7 @@ def test_the_size_applied_counts_until_the_worker_reports_after_it(tuner_setting
     fake = FakeWorker()
     runner = _runner(settings, fake)
     _drive(runner, fake, 3)
-    assert fake.size == 4
+    assert fake.size == 3
     record = TunerJournal(settings).load(NAME)
     assert record is not None
     grown_at = record["actuated_at"]
@@ -258,7 +259,7 @@ def test_the_size_applied_counts_until_the_worker_reports_after_it(tuner_setting
     figures["workers"][NAME].update(pool_size=2, at=grown_at)  # a flush from before the grow
     runner.figures = lambda: figures
     (entry,) = runner.tick()
-    assert entry["current"] == 4 and entry["rule"] == "cooldown"
+    assert entry["current"] == 3 and entry["rule"] == "cooldown"
 
 
 def test_a_grown_prefork_pool_is_not_judged_before_its_children_start(tuner_settings) -> None:
@@ -266,11 +267,11 @@ def test_a_grown_prefork_pool_is_not_judged_before_its_children_start(tuner_sett
     fake = FakeWorker()
     runner = _runner(settings, fake)
     _drive(runner, fake, 3)
-    assert fake.size == 4
+    assert fake.size == 3
     fake.live_slots = 2
     entries = _drive(runner, fake, 3)
     assert [entry["rule"] for entry in entries] == ["pool"] * 3
-    assert "2 of 4 slots started" in entries[0]["reason"]
+    assert "2 of 3 slots started" in entries[0]["reason"]
     fake.live_slots = None
     entries = _drive(runner, fake, 2)
     assert [entry["rule"] for entry in entries] == ["cooldown"] * 2 and len(fake.calls) == 1

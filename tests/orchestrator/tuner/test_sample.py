@@ -51,6 +51,25 @@ def test_a_sample_is_what_finished_between_two_readings() -> None:
     assert (sample.rss_mb, sample.cpu_percent) == (312.5, 41.0)
 
 
+@pytest.mark.parametrize(
+    ("reported", "interval_s"),
+    [
+        pytest.param((99.1, 101.6), 2.5, id="the-worker-s-own-timestamps"),
+        pytest.param((99.1, 99.1), 2.0, id="nothing-new-since-falls-back-to-the-runner-s"),
+        pytest.param((None, 101.6), 2.0, id="a-reading-without-one-falls-back-to-the-runner-s"),
+    ],
+)
+def test_the_rate_is_over_the_worker_s_own_timestamps(
+    reported: tuple[float | None, float], interval_s: float
+) -> None:
+    before = Reading(at=100.0, tasks=1000, run_us=50_000_000, reported_at=reported[0])
+    worker = _worker(at=reported[1], totals={"tasks": 1100, "run_us": 55_000_000})
+    sample = build_sample(worker, before, Reading.of(worker, 102.0), queued=10, pool_size=4)
+    assert sample is not None
+    # The runner's clock still dates the sample: it decides which readings follow a change.
+    assert (sample.at, sample.interval_s, sample.completed) == (102.0, interval_s, 100)
+
+
 def test_an_idle_interval_has_no_latency() -> None:
     worker = _worker(active=0, reserved=0)
     reading = Reading.of(worker, 10.0)

@@ -74,7 +74,7 @@ def test_dry_run_prints_what_it_would_do_and_records_nothing(cli) -> None:
     _write_worker(settings, tasks=100)
     result = cli("tuner", "--dry-run", "--iterations", "3")
     assert result.exit_code == 0, result.output
-    assert f"{HOST}: grow 2->4" in result.output
+    assert f"{HOST}: grow 2->3" in result.output
     assert "dry-run" in result.output and "fleet: " in result.output
     journal = TunerJournal(settings)
     assert journal.decisions() == [] and journal.load(HOST) is None and journal.fleet() == {}
