@@ -281,3 +281,17 @@ def test_an_idle_process_keeps_its_figures_in_the_fleets_view(
         assert mine[0]["caches"]["response"]["computations"] == 1
     finally:
         manager.close()
+
+
+def test_a_process_that_never_used_the_cache_is_not_counted_in_the_fleet(
+    redis_settings: Callable[..., Settings],
+) -> None:
+    """`victor cache stats` itself (a manager only read) must not show up in the next run."""
+    settings = redis_settings()
+    idle = CacheManager(settings).start()
+    idle.close()
+    assert get_cache_stats(settings)["processes"] == 0
+    used = CacheManager(settings).start()
+    used.response.get_or_compute(used.response.key("s", "1", "x"), lambda: 1)
+    used.close()
+    assert get_cache_stats(settings)["processes"] == 1

@@ -181,7 +181,8 @@ class CacheManager:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(2)
-        self.publish_stats()
+        if self.active():  # a process that never used the cache is not one of the fleet's
+            self.publish_stats()
         self.coherence.close()
         if self._owns_l2 and self.l2 is not None:
             self.l2.close()
@@ -313,12 +314,17 @@ class CacheManager:
             return False
         return True
 
+    def active(self, local: dict[str, Any] | None = None) -> bool:
+        """Whether this process used its caches (its figures belong in the fleet's)."""
+        local = local or self.stats()
+        return bool(local["hits"] + local["misses"] + local["bypassed"] + local["current_size"])
+
     def fleet_stats(self) -> dict[str, Any]:
         """Figures summed over every live process that publishes to this Redis and prefix."""
         local = self.stats()
         if self.l2 is None:
             return local
-        active = local["hits"] + local["misses"] + local["bypassed"] + local["current_size"]
+        active = self.active(local)
         if active:
             self.publish_stats()
         try:
