@@ -31,7 +31,7 @@ LAYERS = {
         "celery_app",
         "",  # workers/__init__.py: the lazily built app
     ],
-    "orchestrator": ["harness", "core", "batch", "tuner", "doctor", "api", "bench", "cli"],
+    "orchestrator": ["harness", "tuner", "core", "batch", "doctor", "api", "bench", "cli"],
 }
 FORBIDDEN = {
     "workers": {"tasks", "orchestrator"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from contextlib import ExitStack
 from types import TracebackType
+from typing import Any
 
 from celery import Celery
 
@@ -21,6 +22,8 @@ class Session:
         self.app: Celery = create_app(settings, registry)
         self._stack = ExitStack()
         self._started = False
+        self.worker: Any = None  # the embedded worker, while it runs
+        self.tuner: Any = None  # its in-process tuner (orchestrator.tuner.local)
 
     @property
     def embedded(self) -> bool:
@@ -28,9 +31,12 @@ class Session:
 
     def start(self) -> Session:
         if not self._started and self.embedded:
+            from orchestrator.tuner.local import tuned_in_process
             from workers.celery_app.embedded import embedded_worker
 
-            self._stack.enter_context(embedded_worker(self.app))
+            self.worker = self._stack.enter_context(embedded_worker(self.app))
+            # The embedded worker's pool is tuned in place, as a fleet's workers are.
+            self.tuner = self._stack.enter_context(tuned_in_process(self.settings, self.worker))
         self._started = True
         return self
 

@@ -1,8 +1,9 @@
 """Embedded mode: a real Celery worker in this process on kombu's memory transport.
 
-The tuner does not resize it: it runs on Celery's fixed threads pool for the life of one short
-command (a tuner step needs several metrics intervals), and its threads share one GIL, so more
-of them do not speed up the CPU-bound analysis it mostly runs.
+Its pool is the resizable threads pool (``workers.pools.threads``) when ``tuner_enabled``, so
+the control plane can tune it in place (``orchestrator.tuner.local``): I/O-bound skills (fetch,
+providers) gain from more threads, CPU-bound ones share one GIL and the tuner finds that out.
+With the tuner off it is Celery's fixed threads pool.
 """
 
 from __future__ import annotations
@@ -19,13 +20,20 @@ from celery import Celery, _state, signals
 from workers.core.errors import VictorError
 from workers.runtime import runtime_of
 
+RESIZABLE_THREADS = "workers.pools.threads:ResizableThreadPool"
+
 
 @contextmanager
 def embedded_worker(
-    app: Celery, concurrency: int | None = None, pool: str = "threads", start_timeout_s: float = 30
+    app: Celery,
+    concurrency: int | None = None,
+    pool: str | None = None,
+    start_timeout_s: float = 30,
 ) -> Iterator[Any]:
     """Run a worker for ``app`` in a background thread while the block runs."""
     settings = runtime_of(app).settings
+    if pool is None:
+        pool = RESIZABLE_THREADS if settings.tuner_enabled else "threads"
     ready = threading.Event()
 
     class EmbeddedWorkController(app.WorkController):  # type: ignore[misc]  # Celery is untyped
