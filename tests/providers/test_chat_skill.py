@@ -141,3 +141,16 @@ def test_a_persona_temperature_reaches_anthropic_too(
     chat(_ask("hi", persona="calm"), _context(settings))
     body = fake_provider.requests()[0].body
     assert body["temperature"] == 0.3 and body["system"] == "Be calm."
+
+
+def test_personas_are_read_at_worker_start_unless_lazy(tmp_path: Path) -> None:
+    from workers.celery_app.factory import create_app
+    from workers.celery_app.lifecycle import load_eagerly
+
+    (tmp_path / "eager.yaml").write_text("system: Read at start.\n")
+    lazy = create_app(Settings(personas_dir=str(tmp_path), lazy_load_personas=True))
+    load_eagerly(lazy)  # what a worker's start runs
+    assert str(tmp_path) not in loaded_directories()
+    eager = create_app(Settings(personas_dir=str(tmp_path), lazy_load_personas=False))
+    load_eagerly(eager)
+    assert str(tmp_path) in loaded_directories()

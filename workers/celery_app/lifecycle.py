@@ -32,9 +32,20 @@ def eager_wanted(app: Celery) -> bool:
 
 
 def load_eagerly(app: Celery) -> None:
-    """Import every skill now when lazy loading is off."""
+    """Import every skill now when lazy loading is off; read the personas now unless
+    ``lazy_load_personas``."""
     if eager_wanted(app):
         runtime_of(app).registry.load_all()
+    settings = runtime_of(app).settings
+    if settings.personas_dir and not settings.lazy_load_personas:
+        from workers.providers.personas import load_personas
+
+        try:
+            load_personas(settings)
+        except Exception as exc:  # a bad file: the call naming it fails, with the reason
+            logger.error(
+                "personas in %s could not be read at start: %s", settings.personas_dir, exc
+            )
 
 
 def presence_of(app: Any) -> Presence | None:
