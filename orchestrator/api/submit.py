@@ -101,13 +101,12 @@ class Submitter:
         self.services = services
         self.keys = services.keys
         self.route = Route.default(services.keys)
-        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, aioredis.Redis]] = {}
-        self._scripts: dict[int, AsyncScript] = {}
+        # Per event loop (a test may run the app on several loops in turn): client and script.
+        self._held: dict[int, tuple[asyncio.AbstractEventLoop, aioredis.Redis, AsyncScript]] = {}
 
-    def client(self) -> aioredis.Redis:
-        """This event loop's client (a test may run the app on several loops in turn)."""
+    def _loop_held(self) -> tuple[asyncio.AbstractEventLoop, aioredis.Redis, AsyncScript]:
         loop = asyncio.get_running_loop()
-        held = self._clients.get(id(loop))
+        held = self._held.get(id(loop))
         if held is None or held[0] is not loop:
             client = aioredis.Redis.from_url(
                 self.services.redis_url,
@@ -115,9 +114,12 @@ class Submitter:
                 socket_connect_timeout=2.0,
                 health_check_interval=30,
             )
-            held = self._clients[id(loop)] = (loop, client)
-            self._scripts[id(loop)] = client.register_script(SUBMIT_SCRIPT)
-        return held[1]
+            held = self._held[id(loop)] = (loop, client, client.register_script(SUBMIT_SCRIPT))
+        return held
+
+    def client(self) -> aioredis.Redis:
+        """This event loop's Redis client."""
+        return self._loop_held()[1]
 
     async def submit(
         self, principal: Principal, goal: GoalSpec, idempotency_key: str | None
@@ -234,9 +236,7 @@ class Submitter:
             "1" if count_rate else "0",
         ]
         with translated("recording and publishing a job"):
-            self.client()
-            script = self._scripts[id(asyncio.get_running_loop())]
-            reply = await script(keys=script_keys, args=args)
+            reply = await self._loop_held()[2](keys=script_keys, args=args)
         verdict = reply[0].decode()
         if verdict == "ok":
             accepted = {
@@ -283,12 +283,6 @@ class Submitter:
             count, _ = await pipe.execute()
         if int(count) > settings.api_rate_limit:
             raise rate_limited(settings, principal, now)
-
-    async def close(self) -> None:
-        for _, client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
-        self._scripts.clear()
 
 
 def _flat(pairs: Any) -> list[str]:
