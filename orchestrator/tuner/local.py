@@ -34,11 +34,12 @@ class PoolActuator:
         from celery.worker import control
 
         pool = self.state.consumer.pool
+        size = int(pool.num_processes)  # the pool's own size, whatever was last reported
         try:
-            if target > current:
-                answer = control.pool_grow(self.state, n=target - current)
-            elif target < current:
-                answer = control.pool_shrink(self.state, n=current - target)
+            if target > size:
+                answer = control.pool_grow(self.state, n=target - size)
+            elif target < size:
+                answer = control.pool_shrink(self.state, n=size - target)
             else:
                 answer = {"ok": "unchanged"}
         except (ValueError, RuntimeError) as exc:

@@ -144,3 +144,28 @@ def test_a_process_that_ends_leaves_the_listing_at_once(reporter: Reporter) -> N
     reporter.stop()  # what the worker_process_shutdown signal does in the ending process
     after = get_metrics(reporter.settings, store=reporter.store)["workers"].get(HOST, {})
     assert after.get("processes", []) == []
+
+
+def test_embedded_mode_counts_the_memory_transports_queue(
+    embedded_settings: Callable[..., Settings],
+) -> None:
+    """The embedded worker's backlog is visible (the in-process tuner needs it)."""
+    from queue import Queue
+
+    from kombu.transport import memory
+
+    from workers.core.names import DEFAULT_QUEUE, PUBLISHED_HEADER
+    from workers.telemetry.fleet import queue_figures
+
+    settings = embedded_settings()
+    queue = memory.Channel.queues.setdefault(DEFAULT_QUEUE, Queue())
+    before = queue.qsize()
+    message = {"headers": {PUBLISHED_HEADER: time.time() - 2.0}, "body": ""}
+    queue.put(message)
+    try:
+        figures = queue_figures(settings)
+        assert figures["queued"] == before + 1
+        if before == 0:
+            assert figures["oldest_age_s"] is not None and figures["oldest_age_s"] >= 2.0
+    finally:
+        queue.queue.remove(message)

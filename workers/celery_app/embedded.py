@@ -8,6 +8,7 @@ With the tuner off it is Celery's fixed threads pool.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import threading
@@ -21,6 +22,7 @@ from workers.core.errors import VictorError
 from workers.runtime import runtime_of
 
 RESIZABLE_THREADS = "workers.pools.threads:ResizableThreadPool"
+_NUMBERS = itertools.count(1)
 
 
 @contextmanager
@@ -52,7 +54,8 @@ def embedded_worker(
         app=app,
         concurrency=concurrency or settings.effective_concurrency,
         pool=pool,
-        hostname=f"embedded-{os.getpid()}@{socket.gethostname()}",
+        # One name per worker: a later session in this process starts from fresh figures.
+        hostname=f"embedded-{os.getpid()}-{next(_NUMBERS)}@{socket.gethostname()}",
         loglevel="WARNING",
         without_heartbeat=True,
         without_mingle=True,

@@ -36,9 +36,9 @@ QUANTILES = {"p50": "0.5", "p95": "0.95", "p99": "0.99"}
 
 
 def queue_figures(settings: Settings) -> dict[str, Any]:
-    """Queued messages on the broker and the age of the oldest one (distributed mode)."""
+    """Queued messages on the broker and the age of the oldest one."""
     if settings.mode is not Mode.DISTRIBUTED:
-        return {"queued": 0, "oldest_age_s": None}
+        return _memory_queue_figures()
     keys = Keys(settings.key_prefix)
     names = [keys.broker_queue(QUEUE)] + [
         keys.broker_queue(f"{QUEUE}{PRIORITY_SEPARATOR}{step}") for step in PRIORITY_STEPS[1:]
@@ -62,6 +62,24 @@ def queue_figures(settings: Settings) -> dict[str, Any]:
         if isinstance(published, int | float):
             oldest = published if oldest is None else min(oldest, published)
     age = None if oldest is None else round(max(0.0, time.time() - oldest), 3)
+    return {"queued": queued, "oldest_age_s": age}
+
+
+def _memory_queue_figures() -> dict[str, Any]:
+    """Embedded mode: this process's queue on kombu's memory transport (the embedded worker's;
+    another process has none, and reads 0)."""
+    from kombu.transport import memory
+
+    queue = memory.Channel.queues.get(QUEUE)
+    queued = queue.qsize() if queue is not None else 0
+    age = None
+    if queue is not None and queued:
+        try:
+            published = queue.queue[0]["headers"].get(PUBLISHED_HEADER)
+        except (IndexError, KeyError, TypeError, AttributeError):
+            published = None
+        if isinstance(published, int | float):
+            age = round(max(0.0, time.time() - published), 3)
     return {"queued": queued, "oldest_age_s": age}
 
 

@@ -31,7 +31,8 @@ def test_the_embedded_pool_grows_while_throughput_rises(
         assert session.tuner is not None and session.worker.pool.num_processes == 1
         assert _sleeps(settings, session, 300) == "succeeded"
         grown = [d for d in session.tuner.journal.decisions() if d["action"] == "grow"]
-        assert session.worker.pool.num_processes > 1, session.tuner.journal.decisions()
+        reasons = [d["reason"] for d in session.tuner.journal.decisions()]
+        assert session.worker.pool.num_processes > 1, reasons
         assert grown and all(d["applied"] == "applied" for d in grown)
         assert "did" in grown[-1]["reason"]  # every decision says why, from what it measured
 
