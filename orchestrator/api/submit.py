@@ -33,14 +33,13 @@ from orchestrator.api.quotas import (
     refusal,
 )
 from orchestrator.api.services import Services
-from orchestrator.core.dispatcher import new_job_id
+from orchestrator.core.dispatcher import job_record, new_job_id
 from orchestrator.core.plan import GoalSpec, Plan
 from orchestrator.core.planner import plan_goal
 from orchestrator.core.wire import Route, task_message
 from workers.core.errors import GoalInputError, RateLimitError
 from workers.core.names import BATCH_TASK
 from workers.core.redis_client import translated
-from workers.ledger import JobRecord
 from workers.ledger.redis_ledger import job_fields
 
 # KEYS: 1 rate counter, 2 Idempotency-Key (a dummy name without one), 3 tenant's jobs in
@@ -181,16 +180,8 @@ class Submitter:
             idem_value = json.dumps({"body": body_hash, "job_id": job_id, "at": now})
         chunks = plan.chunks()
         task_ids = [f"{job_id}.{index}" for index in range(len(chunks))]
-        record = JobRecord(
-            job_id=job_id,
-            tenant=tenant,
-            name=plan.name,
-            status="running",
-            created_at=now,
-            updated_at=now,
-            total_tasks=len(chunks),
-            meta={"has_reduce": False, "items": plan.item_count, "strategy": plan.strategy},
-        )
+        # Recorded and published in one script: the job is running when anyone can read it.
+        record = job_record(plan, job_id, tenant, "running", now, len(chunks))
         payload = {
             "job": _flat(job_fields(record).items()),
             "tasks": _flat(

@@ -43,6 +43,36 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+def job_record(
+    plan: Plan,
+    job_id: str,
+    tenant: str,
+    status: str,
+    now: float,
+    total_tasks: int,
+    meta: dict[str, Any] | None = None,
+) -> JobRecord:
+    """The ledger's record of a new job of ``plan`` (its tasks are recorded beside it)."""
+    record = JobRecord(
+        job_id=job_id,
+        tenant=tenant,
+        name=plan.name,
+        status=status,
+        created_at=now,
+        updated_at=now,
+        total_tasks=total_tasks,
+        meta={
+            "has_reduce": plan.reduce is not None,
+            "items": plan.item_count,
+            "strategy": plan.strategy,
+            **(meta or {}),
+        },
+    )
+    if plan.reduce is not None:
+        record.meta["reduce"] = plan.reduce.model_dump()
+    return record
+
+
 def record_job(
     app: Celery,
     plan: Plan,
@@ -56,28 +86,11 @@ def record_job(
     job_id = job_id or new_job_id()
     chunks = plan.chunks()
     task_ids = [f"{job_id}.{index}" for index in range(len(chunks))]
-    now = time.time()
-    record = JobRecord(
-        job_id=job_id,
-        tenant=tenant,
-        name=plan.name,
-        status="accepted",
-        created_at=now,
-        updated_at=now,
-        total_tasks=len(chunks),
-        meta={
-            "has_reduce": plan.reduce is not None,
-            "items": plan.item_count,
-            "strategy": plan.strategy,
-            **(meta or {}),
-        },
-    )
+    record = job_record(plan, job_id, tenant, "accepted", time.time(), len(chunks), meta)
     tasks = {
         task_id: {"skill": skill, "items": items, "step": step}
         for task_id, (step, skill, items) in zip(task_ids, chunks, strict=True)
     }
-    if plan.reduce is not None:
-        record.meta["reduce"] = plan.reduce.model_dump()
     runtime.ledger.create_job(record, tasks, runtime.settings.result_expires_s)
     return job_id, task_ids, chunks
 
