@@ -126,6 +126,37 @@ def fake_embedding(text: str) -> list[float]:
     return [round(byte / 255, 4) for byte in digest[:EMBEDDING_DIMENSIONS]]
 
 
+def openai_completion(model: str, text: str) -> dict[str, Any]:
+    """A whole (not streamed) OpenAI chat completion answering ``text``."""
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": text},
+        "finish_reason": "stop",
+    }
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [choice],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+def anthropic_message(model: str, text: str) -> dict[str, Any]:
+    """A whole Anthropic message answering ``text``."""
+    return {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+    }
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: FakeProviderServer
@@ -230,23 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _openai_chat(self, body: dict[str, Any], model: str) -> None:
         text = reply_text(body)
         if not body.get("stream"):
-            choice = {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-            }
-            usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
-            self._json(
-                200,
-                {
-                    "id": "chatcmpl-fake",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": model,
-                    "choices": [choice],
-                    "usage": usage,
-                },
-            )
+            self._json(200, openai_completion(model, text))
             return
         self._start_events()
         for piece in _pieces(text):
@@ -264,17 +279,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _anthropic_chat(self, body: dict[str, Any], model: str) -> None:
         text = reply_text(body)
-        usage = {"input_tokens": 1, "output_tokens": 1}
-        message = {
-            "id": "msg_fake",
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": usage,
-        }
+        message = anthropic_message(model, text)
         if not body.get("stream"):
             self._json(200, message)
             return

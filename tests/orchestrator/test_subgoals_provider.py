@@ -36,39 +36,15 @@ class _StructuredHandler(provider_server._Handler):
         if response_format.get("type") != "json_schema":
             super()._openai_chat(body, model)
             return
-        message = {"role": "assistant", "content": _split_at_plus(body)}
-        choice = {"index": 0, "message": message, "finish_reason": "stop"}
-        self._json(
-            200,
-            {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion",
-                "created": 0,
-                "model": model,
-                "choices": [choice],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            },
-        )
+        self._json(200, provider_server.openai_completion(model, _split_at_plus(body)))
 
     def _anthropic_chat(self, body: dict[str, Any], model: str) -> None:
         output_format = (body.get("output_config") or {}).get("format") or {}
         if output_format.get("type") != "json_schema":
             super()._anthropic_chat(body, model)
             return
-        content = [{"type": "text", "text": "```json\n" + _split_at_plus(body) + "\n```"}]
-        self._json(
-            200,
-            {
-                "id": "msg_fake",
-                "type": "message",
-                "role": "assistant",
-                "model": model,
-                "content": content,
-                "stop_reason": "end_turn",
-                "stop_sequence": None,
-                "usage": {"input_tokens": 1, "output_tokens": 1},
-            },
-        )
+        text = "```json\n" + _split_at_plus(body) + "\n```"
+        self._json(200, provider_server.anthropic_message(model, text))
 
 
 @pytest.fixture
