@@ -12,6 +12,7 @@ is left out and named in ``missing``.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -94,50 +95,45 @@ def _downloads() -> Path:
     return path
 
 
+def _unpacked(name: str, fetch: Callable[[Path], None], archive: str) -> Path:
+    """``downloads/name``: on first use ``fetch(work)`` downloads one ``archive`` (a glob) into
+    a scratch directory, which is unpacked and renamed into place (a failed run leaves none)."""
+    unpacked = _downloads() / name
+    if unpacked.exists():
+        return unpacked
+    work = _downloads() / f"{name}.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    fetch(work)
+    (path,) = work.glob(archive)
+    if path.suffix == ".deb":
+        subprocess.run(["dpkg-deb", "-x", str(path), str(work / "root")], check=True)
+    else:
+        with tarfile.open(path) as tar:
+            tar.extractall(work / "root", filter="data")
+    (work / "root").rename(unpacked)
+    shutil.rmtree(work)
+    return unpacked
+
+
+def _run(command: list[str], cwd: Path) -> None:
+    subprocess.run(command, cwd=cwd, check=True, capture_output=True, timeout=300)
+
+
 def _debian(package: str, pattern: str) -> Callable[[], Iterator[Path]]:
     """Files matching ``pattern`` inside Debian ``package`` (downloaded, unpacked, cached)."""
 
     def find() -> Iterator[Path]:
-        unpacked = _downloads() / package
-        if not unpacked.exists():
-            work = _downloads() / f"{package}.partial"
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir()
-            subprocess.run(
-                ["apt-get", "download", "-q", package],
-                cwd=work,
-                check=True,
-                capture_output=True,
-                timeout=300,
-            )
-            (deb,) = work.glob("*.deb")
-            subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "root")], check=True)
-            (work / "root").rename(unpacked)
-            shutil.rmtree(work)
-        return iter(sorted(unpacked.glob(pattern)))
+        fetch = functools.partial(_run, ["apt-get", "download", "-q", package])
+        return iter(sorted(_unpacked(package, fetch, "*.deb").glob(pattern)))
 
     return find
 
 
 def _npm(package: str, pattern: str) -> Callable[[], Iterator[Path]]:
     def find() -> Iterator[Path]:
-        unpacked = _downloads() / package.replace("@", "-")
-        if not unpacked.exists():
-            work = _downloads() / "npm.partial"
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir()
-            subprocess.run(
-                ["npm", "pack", package, "--silent"],
-                cwd=work,
-                check=True,
-                capture_output=True,
-                timeout=300,
-            )
-            (archive,) = work.glob("*.tgz")
-            with tarfile.open(archive) as tar:
-                tar.extractall(work / "root", filter="data")
-            (work / "root").rename(unpacked)
-            shutil.rmtree(work)
+        fetch = functools.partial(_run, ["npm", "pack", package, "--silent"])
+        unpacked = _unpacked(package.replace("@", "-"), fetch, "*.tgz")
         return (path for path in sorted(unpacked.glob(pattern)) if not path.name.endswith(".d.ts"))
 
     return find
@@ -145,25 +141,16 @@ def _npm(package: str, pattern: str) -> Callable[[], Iterator[Path]]:
 
 def _sdist(requirement: str, pattern: str) -> Callable[[], Iterator[Path]]:
     def find() -> Iterator[Path]:
-        unpacked = _downloads() / requirement.replace("==", "-")
-        if not unpacked.exists():
-            work = _downloads() / "sdist.partial"
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir()
-            subprocess.run(
+        def fetch(work: Path) -> None:
+            _run(
                 [
                     *(sys.executable, "-m", "pip", "download", "-q", "--no-deps"),
                     *("--no-binary", ":all:", requirement, "-d", str(work)),
                 ],
-                check=True,
-                capture_output=True,
-                timeout=300,
+                work,
             )
-            (archive,) = work.glob("*.tar.gz")
-            with tarfile.open(archive) as tar:
-                tar.extractall(work / "root", filter="data")
-            (work / "root").rename(unpacked)
-            shutil.rmtree(work)
+
+        unpacked = _unpacked(requirement.replace("==", "-"), fetch, "*.tar.gz")
         return iter(sorted(unpacked.glob(pattern)))
 
     return find
