@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from orchestrator.cli.support import console, out
 from orchestrator.cli.support import settings_or_exit as _settings
+
+if TYPE_CHECKING:
+    from orchestrator.api.keystore import KeyStore
+    from workers.core.settings import Settings
 
 keys_app = typer.Typer(
     help="Create and revoke API keys (only their sha256 hashes are stored).", no_args_is_help=True
@@ -36,6 +42,22 @@ def api(
     )
 
 
+def _key_store(settings: Settings) -> KeyStore:
+    """The key store the API reads: the keys file, else the Redis that holds the fleet's state
+    (``state_url``, as the API's own), so a key is created where the API will look for it."""
+    from orchestrator.api.keystore import KeyStore
+    from workers.core.keys import Keys
+    from workers.core.redis_client import redis_client
+    from workers.core.settings import Mode
+
+    distributed = settings.mode is Mode.DISTRIBUTED
+    return KeyStore(
+        Keys(settings.key_prefix),
+        redis_client(settings.state_url) if distributed else None,
+        settings.api_keys_file,
+    )
+
+
 @keys_app.command("create")
 def create_key(
     tenant: str = typer.Option(..., "--tenant", help="The tenant the key acts for."),
@@ -43,17 +65,11 @@ def create_key(
     name: str = typer.Option("", "--name", help="A label to recognise the key by."),
 ) -> None:
     """Create a key, store its hash (VICTOR_API_KEYS_FILE, else Redis) and print it once."""
-    from orchestrator.api.keystore import KeyStore, hash_key, parse_scopes
-    from workers.core.keys import Keys
-    from workers.core.redis_client import redis_client
+    from orchestrator.api.keystore import hash_key, parse_scopes
 
     settings = _settings()
     settings.tenant = tenant  # validates the tenant with the setting's own rule
-    store = KeyStore(
-        Keys(settings.key_prefix),
-        redis_client(settings.redis_url) if settings.redis_url else None,
-        settings.api_keys_file,
-    )
+    store = _key_store(settings)
     token = store.create(tenant, parse_scopes(scopes), name)
     console.print(
         f"key for tenant {tenant!r} (hash {hash_key(token)[:16]}); it is not shown again:"
@@ -66,16 +82,7 @@ def revoke_key(
     key_hash: str = typer.Argument(..., help="The key's hash, or its first 8+ hex digits."),
 ) -> None:
     """Delete a stored key by its hash prefix."""
-    from orchestrator.api.keystore import KeyStore
-    from workers.core.keys import Keys
-    from workers.core.redis_client import redis_client
-
-    settings = _settings()
-    store = KeyStore(
-        Keys(settings.key_prefix),
-        redis_client(settings.redis_url) if settings.redis_url else None,
-        settings.api_keys_file,
-    )
+    store = _key_store(_settings())
     removed = store.revoke(key_hash)
     out.print(f"revoked {removed} key(s)")
     if not removed:
