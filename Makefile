@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 BENCH_SIZE ?= default
 
-.PHONY: install run test soak lint typecheck bench bench-tiny redis-bin cloc-bin clean
+.PHONY: install run test soak lint typecheck bench bench-tiny redis-bin cloc-bin chromium-bin clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11); install it or run make PYTHON=python3"; exit 1; }
@@ -36,7 +36,14 @@ cloc-bin:
 	    (apt-get update -qq || true) && apt-get install -y -qq cloc >/dev/null; \
 	  else echo "cloc is missing: install it (sudo apt-get install -y cloc)"; exit 1; fi; }
 
-test: install redis-bin cloc-bin
+# The batch report test renders the page in headless Chromium, as a person would see it.
+chromium-bin:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq || true) && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: install it (sudo apt-get install -y chromium)"; exit 1; fi; }
+
+test: install redis-bin cloc-bin chromium-bin
 	$(BIN)/python -m pytest -m "not soak" $(PYTEST_ARGS)
 
 soak: install redis-bin cloc-bin

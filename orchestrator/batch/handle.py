@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import Celery
 
+from orchestrator.batch.chunking import explicit_chunk_size
 from orchestrator.batch.inputs import BatchInputError, input_source
 from orchestrator.batch.runs import BatchRequest, check_request, drive_run, open_run, open_store
 from workers.core.settings import Settings
@@ -133,7 +134,7 @@ def start_batch(
         out=out,
         params=dict(params or {}),
         id_field=id_field,
-        chunk_size=chunk_size or settings.chunk_size,
+        chunk_size=chunk_size or explicit_chunk_size(settings),
         window=window or max(4, 2 * settings.effective_concurrency),
         stale_after_s=float(settings.reconciler_stale_after_s),
     )

@@ -16,6 +16,7 @@ from celery import Celery
 from pydantic import ValidationError
 
 from orchestrator.batch.cache_hits import CacheHitCounter, response_hits
+from orchestrator.batch.chunking import ChunkChoice, choose_chunk_size
 from orchestrator.batch.collector import collector_for
 from orchestrator.batch.driver import BatchDriver, BatchOptions, DriverStats, chunks_of
 from orchestrator.batch.inputs import BatchInputError, InputSource, count_records, read_records
@@ -61,7 +62,7 @@ class BatchRequest:
     reduce_params: dict[str, Any] = field(default_factory=dict)
     errors: str | None = None
     id_field: str | None = None
-    chunk_size: int = 50
+    chunk_size: int | None = None  # None: chosen when the run starts (batch.chunking)
     window: int = 8
     stale_after_s: float = 900.0
 
@@ -139,13 +140,21 @@ def open_run(
         input=request.source.location,
         out=os.path.abspath(request.out),
         errors=os.path.abspath(request.errors or errors_path_for(request.out)),
-        chunk_size=request.chunk_size,
+        chunk_size=request.chunk_size or _auto_chunk(request, settings).size,
         options=request.identity(),
         host=socket.gethostname(),
         pid=os.getpid(),
     )
     store.create(record)
     return record, False
+
+
+def _auto_chunk(request: BatchRequest, settings: Settings, items: int | None = None) -> ChunkChoice:
+    if request.chunk_size:
+        return ChunkChoice(request.chunk_size, "--chunk-size")
+    if items is None:
+        items = count_records(request.source, settings)
+    return choose_chunk_size(settings, request.skill, items, request.window)
 
 
 def _check_resumable(record: RunRecord) -> None:
@@ -311,7 +320,9 @@ def plan_summary(
 ) -> dict[str, Any]:
     """What ``--dry-run`` prints: items, chunks, workers and an estimate when facts allow."""
     items = count_records(request.source, settings)
-    chunks = None if items is None else -(-items // request.chunk_size)
+    choice = _auto_chunk(request, settings, items)
+    chunk_size = request.chunk_size or choice.size
+    chunks = None if items is None else -(-items // chunk_size)
     estimate = None
     try:
         facts = memories_for(settings)[1].facts(request.skill).get(request.skill, {})
@@ -327,7 +338,8 @@ def plan_summary(
         "skill": request.skill,
         "items": items,
         "chunks": chunks,
-        "chunk_size": request.chunk_size,
+        "chunk_size": chunk_size,
+        "chunk_size_from": "--chunk-size" if request.chunk_size else choice.reason,
         "window": request.window,
         "mode": settings.mode.value,
         "workers_seen": workers_seen,

@@ -106,6 +106,7 @@ def batch(
     if run_id is not None:
         raise typer.BadParameter(f"unexpected argument {run_id!r}; give one INPUT")
     from orchestrator.batch import BatchRequest, input_source
+    from orchestrator.batch.chunking import explicit_chunk_size
     from workers.skills.registry import load_registry
 
     stored = _stored_request(resume, settings) if resume else {}
@@ -139,7 +140,7 @@ def batch(
         or stored.get("reduce_params", {}),
         errors=errors_path,
         id_field=id_field or stored.get("id_field"),
-        chunk_size=chunk_size or stored.get("chunk_size") or settings.chunk_size,
+        chunk_size=chunk_size or stored.get("chunk_size") or explicit_chunk_size(settings),
         window=window or max(4, 2 * settings.effective_concurrency),
         stale_after_s=stale_after_s or float(settings.reconciler_stale_after_s),
     )

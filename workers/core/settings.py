@@ -206,6 +206,9 @@ class Settings(BaseSettings):
 
     # --- planner / skills -----------------------------------------------------------------
     chunk_size: int = Field(50, ge=1, le=100_000)
+    # Batch runs without --chunk-size size their chunks so one takes about this long on a
+    # worker, from the skill's observed time per item (0: always chunk_size).
+    batch_chunk_target_ms: float = Field(250.0, ge=0, le=3_600_000)
     max_fan_out: int = Field(200_000, ge=1, le=10_000_000)
     allowed_roots: list[Path] = Field(default_factory=lambda: [Path.cwd()])
     max_file_bytes: int = Field(2 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)

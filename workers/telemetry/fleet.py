@@ -141,6 +141,25 @@ def get_metrics(
     }
 
 
+def skill_item_ms(
+    settings: Settings, skill: str, store: MetricsStore | None = None
+) -> float | None:
+    """The skill's mean run time per item (ms) over the metrics window, from what the workers
+    published; None when no task of it ran in the window."""
+    store = store or store_for(settings)
+    keys = Keys(settings.key_prefix)
+    bucket_s = settings.metrics_bucket_s
+    current = int(time.time() // bucket_s)
+    first = current - max(1, math.ceil(settings.metrics_window_s / bucket_s)) + 1
+    fields: dict[str, int] = {}
+    for entry in store.hashes(
+        [keys.metrics_bucket("skill", skill, bucket) for bucket in range(first, current + 1)]
+    ):
+        add_into(fields, as_ints(entry))
+    units = fields.get("units", 0)
+    return fields.get("run_us", 0) / units / 1000 if units else None
+
+
 def memory_figures(workers: dict[str, dict[str, Any]], settings: Settings) -> dict[str, Any]:
     """RSS in MB: the largest process of the fleet (what ``memory_limit_mb`` limits), the
     fleet's total, and each worker's process tree.
