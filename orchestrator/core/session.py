@@ -10,6 +10,7 @@ from typing import Any
 from celery import Celery
 
 from workers.celery_app.factory import create_app
+from workers.celery_app.internals import remove_pending_result
 from workers.core.settings import Mode, Settings
 from workers.skills.registry import SkillRegistry
 
@@ -50,7 +51,7 @@ class Session:
         for mapping in getattr(backend, "_pending_results", None) or ():
             for waiters in list(mapping.values()):
                 for result in list(waiters.values()):
-                    backend.remove_pending_result(result)
+                    remove_pending_result(backend, result)
 
     def __enter__(self) -> Session:
         return self.start()

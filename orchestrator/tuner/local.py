@@ -18,6 +18,7 @@ from typing import Any
 from orchestrator.tuner.actuation import Actuation
 from orchestrator.tuner.journal import DECISIONS_MAXLEN, TunerJournal
 from orchestrator.tuner.runner import TunerRunner
+from workers.celery_app.internals import pool_grow, pool_shrink
 from workers.core.keys import Keys
 from workers.core.settings import Settings
 from workers.telemetry.fleet import get_metrics
@@ -31,15 +32,13 @@ class PoolActuator:
         self.state = SimpleNamespace(consumer=consumer)
 
     def resize(self, worker: str, mode: str, current: int, target: int, floor: int) -> Actuation:
-        from celery.worker import control
-
         pool = self.state.consumer.pool
         size = int(pool.num_processes)  # the pool's own size, whatever was last reported
         try:
             if target > size:
-                answer = control.pool_grow(self.state, n=target - size)
+                answer = pool_grow(self.state, n=target - size)
             elif target < size:
-                answer = control.pool_shrink(self.state, n=size - target)
+                answer = pool_shrink(self.state, n=size - target)
             else:
                 answer = {"ok": "unchanged"}
         except (ValueError, RuntimeError) as exc:

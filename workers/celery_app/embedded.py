@@ -16,8 +16,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from celery import Celery, _state, signals
+from celery import Celery, signals
 
+from workers.celery_app.internals import (
+    default_app,
+    set_default_app,
+    set_task_join_will_block,
+)
 from workers.core.errors import VictorError
 from workers.runtime import runtime_of
 
@@ -38,7 +43,9 @@ def embedded_worker(
         pool = RESIZABLE_THREADS if settings.tuner_enabled else "threads"
     ready = threading.Event()
 
-    class EmbeddedWorkController(app.WorkController):  # type: ignore[misc]  # Celery is untyped
+    # app.WorkController is the worker class bound to this app, made at run time: a value,
+    # which mypy cannot take as a base class (the stubs type it as type[WorkController]).
+    class EmbeddedWorkController(app.WorkController):  # type: ignore[name-defined,misc]
         def on_consumer_ready(self, consumer: Any) -> None:
             # What a standalone worker does here: readiness hooks (metrics, pre-warm) run too.
             signals.worker_ready.send(sender=consumer)
@@ -48,7 +55,7 @@ def embedded_worker(
     # The threads pool looks tasks up in the *default* app (trace_task_ret falls back to
     # current_app, and pool threads have no current app of their own): make it ours while
     # the worker runs, or every task fails with NotRegistered inside the pool, unseen.
-    previous_default = _state.default_app
+    previous_default = default_app()
     app.set_default()
     worker = EmbeddedWorkController(
         app=app,
@@ -67,7 +74,7 @@ def embedded_worker(
         raise VictorError(f"the embedded worker did not start within {start_timeout_s} s")
     # Starting a worker marks the whole process as "inside a worker", which forbids
     # result.get() everywhere; here the caller is not a task, so lift it again.
-    _state._set_task_join_will_block(False)
+    set_task_join_will_block(False)
     try:
         yield worker
     finally:
@@ -75,5 +82,5 @@ def embedded_worker(
         # The stopped consumer still sits in the memory transport's 2 s drain timeout; it no
         # longer takes work, and its daemon thread ends by itself, so do not wait for it.
         thread.join(0.1)
-        if _state.default_app is app:
-            _state.set_default_app(previous_default)
+        if default_app() is app:
+            set_default_app(previous_default)

@@ -26,16 +26,20 @@ def install() -> None:
     global _INSTALLED
     if _INSTALLED:
         return
-    from kombu.transport import redis as transport
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    original = transport.Channel._connparams
+    from workers.celery_app.internals import (
+        redis_channel_connparams,
+        set_redis_channel_connparams,
+    )
+
+    original = redis_channel_connparams()
 
     def _connparams(self: Any, asynchronous: bool = False) -> Any:
         if getattr(self.connection, "client", None) is None:
             raise RedisConnectionError("the broker connection was already released; reconnecting")
-        return original(self, asynchronous=asynchronous)  # type: ignore[no-untyped-call]
+        return original(self, asynchronous=asynchronous)
 
-    _connparams.victor_guard = True  # type: ignore[attr-defined]
-    transport.Channel._connparams = _connparams  # type: ignore[method-assign]
+    _connparams.victor_guard = True  # type: ignore[attr-defined]  # a marker on the function
+    set_redis_channel_connparams(_connparams)
     _INSTALLED = True

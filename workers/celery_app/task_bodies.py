@@ -42,7 +42,7 @@ def register_tasks(app: Celery, runtime: Runtime) -> None:
 def _register_job_tasks(app: Celery, runtime: Runtime) -> None:
     @task_decorator(app, name=BATCH_TASK, bind=True, shared=False)
     def batch(
-        self: Task, skill: str, items: list[dict[str, Any]], job_id: str | None = None
+        self: Task[Any, Any], skill: str, items: list[dict[str, Any]], job_id: str | None = None
     ) -> list[dict[str, Any]]:
         """Run ``skill`` over ``items``; record the outcomes in the job's ledger once.
 
@@ -99,7 +99,7 @@ def _register_job_tasks(app: Celery, runtime: Runtime) -> None:
 
     @task_decorator(app, name=REDUCE_TASK, bind=True, shared=False)
     def reduce(
-        self: Task,
+        self: Task[Any, Any],
         results: list[Any],
         skill: str,
         params: dict[str, Any] | None = None,

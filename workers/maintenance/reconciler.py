@@ -32,7 +32,7 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from workers.core.errors import JobNotFoundError, VictorError
 from workers.core.names import BATCH_TASK, REDUCE_TASK
@@ -49,6 +49,8 @@ from workers.runtime import runtime_of
 
 if TYPE_CHECKING:
     from celery import Celery
+    from kombu.transport.redis import Channel as RedisChannel
+    from kombu.transport.redis import QoS as RedisQoS
 
 logger = logging.getLogger(__name__)
 
@@ -221,8 +223,10 @@ def _restore_originals(app: Celery, tags: list[str]) -> set[str]:
     if not tags:
         return restored
     with app.connection_for_write() as connection:
-        channel = connection.default_channel
-        qos = channel.qos
+        # The broker is Redis here: the stubs type the channel as the abstract StdChannel and
+        # its QoS as the virtual transport's, which lack the Redis unacked hash and restore.
+        channel = cast("RedisChannel", connection.default_channel)
+        qos = cast("RedisQoS", channel.qos)
         with channel.conn_or_acquire() as client:
             for tag in tags:
                 if client.hget(qos.unacked_key, tag) is None:

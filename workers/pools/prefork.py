@@ -25,8 +25,11 @@ from celery.concurrency.prefork import TaskPool
 __all__ = ["PreforkPool"]
 
 
-class _IdleShrinkAsynPool(AsynPool):  # type: ignore[misc]  # Celery is untyped
+class _IdleShrinkAsynPool(AsynPool):
     """The event-loop pool of prefork, with a stricter idea of an idle child."""
+
+    # billiard's jobs in flight, by job id (set in Pool.__init__; private, so not in the stubs).
+    _cache: dict[int, Any]
 
     def _worker_active(self, worker: Any) -> bool:
         busy = getattr(self, "_busy_workers", ())
@@ -43,7 +46,7 @@ class _IdleShrinkAsynPool(AsynPool):  # type: ignore[misc]  # Celery is untyped
         return False
 
 
-class PreforkPool(TaskPool):  # type: ignore[misc]  # Celery is untyped
+class PreforkPool(TaskPool):
     """Celery's prefork pool whose ``pool_shrink`` never stops a child that was given a task."""
 
     Pool = _IdleShrinkAsynPool

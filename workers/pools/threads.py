@@ -38,11 +38,13 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from celery.concurrency.base import apply_target
-from celery.concurrency.thread import ApplyResult, TaskPool
+
+# ApplyResult, the threads pool's handle on a Future, is missing from celery-types.
+from celery.concurrency.thread import ApplyResult, TaskPool  # type: ignore[attr-defined]
 
 __all__ = ["ResizableThreadPool"]
 
@@ -72,13 +74,12 @@ class _Job:
         if not self.future.set_running_or_notify_cancel():
             return
         try:
-            result = apply_target(
-                self.target, self.args, self.kwargs, self.callback, self.accept_callback
-            )
+            # Reports through ``callback``; returns None, which the future holds, as in Celery.
+            apply_target(self.target, self.args, self.kwargs, self.callback, self.accept_callback)
         except BaseException as exc:
             self.future.set_exception(exc)
         else:
-            self.future.set_result(result)
+            self.future.set_result(None)
 
 
 def _step(n: int) -> int:
@@ -89,10 +90,12 @@ def _step(n: int) -> int:
     return step
 
 
-class ResizableThreadPool(TaskPool):  # type: ignore[misc]
+class ResizableThreadPool(TaskPool):
     """Celery's threads pool with ``grow``/``shrink`` and a size that is always reported right."""
 
     limit: int
+    # Made by Celery's TaskPool.__init__; the stubs do not declare it.
+    executor: ThreadPoolExecutor
 
     def __init__(self, limit: int | None = None, *args: Any, **kwargs: Any) -> None:
         size = (os.cpu_count() or 1) if limit is None else max(1, int(limit))
@@ -109,7 +112,9 @@ class ResizableThreadPool(TaskPool):  # type: ignore[misc]
 
     def _get_info(self) -> dict[str, Any]:
         """Pool statistics for ``inspect stats``, with the current size."""
-        info: dict[str, Any] = super()._get_info()
+        # BasePool._get_info (what ``info`` reports) is private, so not in the stubs.
+        parent: Any = super()
+        info: dict[str, Any] = parent._get_info()
         with self._lock:
             info.update(
                 {

@@ -15,7 +15,7 @@ from workers.skills.executor import SkillExecutor
 from workers.skills.registry import SkillRegistry
 
 # What ``app.task(...)`` returns: a decorator that registers a function as a task.
-TaskDecorator = Callable[[Callable[..., Any]], Task]
+TaskDecorator = Callable[[Callable[..., Any]], Task[Any, Any]]
 
 _ATTRIBUTE = "victor"
 
@@ -60,5 +60,5 @@ def has_runtime(app: Any) -> bool:
 
 
 def task_decorator(app: Celery, **options: Any) -> TaskDecorator:
-    """``app.task(**options)``, typed (Celery ships no annotations)."""
+    """``app.task(**options)``, typed (the stubs cannot pick an overload from ``**options``)."""
     return cast(TaskDecorator, app.task(**options))
