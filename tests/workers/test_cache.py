@@ -307,6 +307,27 @@ def test_analyze_result_is_cached_until_the_file_changes(tmp_path: Path) -> None
     assert (stats["computations"], stats["l1_hits"]) == (2, 1)
 
 
+def test_a_relative_path_is_keyed_on_the_file_under_the_allowed_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The guide's {"file": "main.py"}: the skill reads it under the first allowed root, and the
+    # key must fingerprint that file, not a main.py in the working directory.
+    root, elsewhere = tmp_path / "root", tmp_path / "cwd"
+    root.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "main.py").write_text("# not the file the skill reads\n")
+    monkeypatch.chdir(elsewhere)
+    (root / "main.py").write_text("def f(x):\n    return x\n")
+    runtime = Runtime(Settings(allowed_roots=[root]), load_registry())
+    first = runtime.executor.run("analyze_code", {"file": "main.py"})
+    assert runtime.executor.run("analyze_code", {"file": "main.py"}) == first
+    (root / "main.py").write_text("def f(x):\n    return x\n\ndef g(y):\n    return y\n")
+    edited = runtime.executor.run("analyze_code", {"file": "main.py"})
+    assert [function[0] for function in edited["functions"]] == ["f", "g"]
+    stats = runtime.cache().response.stats()
+    assert (stats["computations"], stats["l1_hits"]) == (2, 1)
+
+
 def test_select_tools_namespaces_follow_their_switches() -> None:
     settings = Settings(tool_selection_cache_query=False)
     runtime = Runtime(settings, load_registry())

@@ -14,7 +14,9 @@ from workers.cache.keying import file_fingerprint, safe_tenant, scoped_tenant
 from workers.cache.lru import MISSING
 from workers.cache.manager import CacheManager
 from workers.cache.managers import cache_manager
+from workers.core.errors import AccessDeniedError
 from workers.core.names import TENANT_HEADER
+from workers.core.paths import confine
 from workers.core.settings import Settings
 from workers.skills.spec import SkillSpec
 
@@ -98,7 +100,15 @@ class ResponseCacheHook:
             "env": skill_environment(self.provider.settings),
         }
         if spec.file_param:
-            fingerprint = file_fingerprint(str(getattr(model, spec.file_param)))
+            # The file the skill reads: a relative path lies under the first allowed root
+            # (``confine``), not under this process's working directory.
+            try:
+                path = confine(
+                    str(getattr(model, spec.file_param)), self.provider.settings.allowed_roots
+                )
+            except AccessDeniedError:
+                return None
+            fingerprint = file_fingerprint(str(path))
             if fingerprint is None:
                 return None
             material["file"] = fingerprint
