@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from orchestrator.bench.stats import summary
-from orchestrator.core.facade import Orchestrator
+from orchestrator.facade import Orchestrator
 from workers.core.settings import Settings
 
 SIZES = {"tiny": (8, 50, 1), "default": (32, 100, 3), "full": (32, 100, 7)}

@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.batch.handle import inline_input_path
 from orchestrator.batch.record import RunFinishedError
-from orchestrator.core.facade import Orchestrator
+from orchestrator.facade import Orchestrator
 from workers.core.settings import Settings
 
 

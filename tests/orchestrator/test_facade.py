@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.core.facade import Orchestrator
+from orchestrator.facade import Orchestrator
 from workers.cache import cache_manager
 from workers.cache.lru import MISSING
 from workers.core.settings import Settings

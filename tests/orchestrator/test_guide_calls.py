@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.core.facade import Orchestrator
+from orchestrator.facade import Orchestrator
 from tests.conftest import ROOT
 from workers.cache import cache_manager
 from workers.core.errors import SkillInputError

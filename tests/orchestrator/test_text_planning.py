@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.core.facade import Orchestrator
 from orchestrator.core.planner import plan_goal
 from orchestrator.core.subgoals import split_by_rules
 from orchestrator.core.text_planning import bm25_ranker, plan_text
+from orchestrator.facade import Orchestrator
 from workers.core.errors import AccessDeniedError, PlanError
 from workers.core.settings import Settings
 from workers.skills import load_registry

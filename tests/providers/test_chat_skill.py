@@ -118,7 +118,7 @@ def test_embed_without_a_provider_hashes() -> None:
 def test_the_facade_chat_answers_and_caches(provider_settings, fake_provider) -> None:
     import asyncio
 
-    from orchestrator.core.facade import Orchestrator
+    from orchestrator.facade import Orchestrator
 
     async def talk() -> list[str]:
         async with Orchestrator(settings=provider_settings()) as orchestrator:

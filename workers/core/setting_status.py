@@ -17,8 +17,8 @@ logger = logging.getLogger(__name__)
 
 # field -> (module path, text in that module that composes the field's name)
 COMPOSED_READERS: dict[str, tuple[str, str]] = {
-    "lazy_load_planning": ("orchestrator/core/facade.py", 'f"lazy_load_{component}"'),
-    "lazy_load_memory": ("orchestrator/core/facade.py", 'f"lazy_load_{component}"'),
+    "lazy_load_planning": ("orchestrator/facade/orchestrator.py", 'f"lazy_load_{component}"'),
+    "lazy_load_memory": ("orchestrator/facade/orchestrator.py", 'f"lazy_load_{component}"'),
     "tool_selection_cache_context": ("workers/cache/manager.py", 'f"tool_selection_cache_{'),
     "tool_selection_cache_rl": ("workers/cache/manager.py", 'f"tool_selection_cache_{'),
     "embedding_cache_enabled": ("workers/cache/manager.py", 'f"{name}_cache_{suffix}"'),

@@ -16,9 +16,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.core.admin import AdminCalls, EpisodicMemoryCalls
 from orchestrator.core.plan import GoalSpec, Plan, PlannedStep, StepSpec
 from orchestrator.core.session import Session
+from orchestrator.facade.admin import AdminCalls, EpisodicMemoryCalls
 from workers.core.errors import JobError, PlanError
 from workers.core.paths import confine
 from workers.core.setting_status import warn_no_effect
@@ -186,10 +186,9 @@ class Orchestrator:
         an iterable of dicts) into ``out``: ``await`` the handle for the run's summary, or
         ``async for`` over it for each output line. ``options``: params, id_field, chunk_size,
         window."""
-        # The batch package sits above core in the layers; it is imported by name on first
-        # use, as the lazy components are.
-        handles = importlib.import_module("orchestrator.batch.handle")
-        return handles.start_batch(
+        from orchestrator.batch.handle import start_batch  # on first use: its modules are many
+
+        return start_batch(
             lambda: self.session.app, self.settings, items, skill, out=out, **options
         )
 
