@@ -11,11 +11,12 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 
+from orchestrator.api.batches import BatchRunner
 from orchestrator.api.body_limit import BodyLimitMiddleware
 from orchestrator.api.errors import install_handlers
 from orchestrator.api.fast_submit import FastSubmitMiddleware
 from orchestrator.api.keystore import KeyStore
-from orchestrator.api.routes import cache, health, jobs, metrics, skills, tuner
+from orchestrator.api.routes import batches, cache, health, jobs, metrics, skills, tuner
 from orchestrator.api.services import build_services
 from orchestrator.api.submit import Submitter
 from orchestrator.core.plan import GoalSpec
@@ -40,8 +41,9 @@ def create_api(settings: Settings | None = None, celery_app: Celery | None = Non
     api.state.services = services
     api.state.key_store = KeyStore(services.keys, services.redis, settings.api_keys_file)
     api.state.submitter = Submitter(services)
+    api.state.batch_runner = BatchRunner(services)
     install_handlers(api)
-    for module in (jobs, skills, health):
+    for module in (jobs, batches, skills, health):
         api.include_router(module.router)
     for router in optional_routers():
         api.include_router(router)
@@ -108,10 +110,10 @@ def _openapi(api: FastAPI) -> dict[str, Any]:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.update(goal_schema.pop("$defs", {}))
     components["GoalSpec"] = goal_schema
-    # The event stream's data (described in its route's 200 answer) uses these.
-    from orchestrator.api.models import JobProgress, StreamError
+    # So does the batch route; the event streams' data (in their 200 answers) uses the rest.
+    from orchestrator.api.models import BatchProgress, BatchSpec, JobProgress, StreamError
 
-    for event_model in (JobProgress, StreamError):
+    for event_model in (BatchSpec, BatchProgress, JobProgress, StreamError):
         components[event_model.__name__] = event_model.model_json_schema(
             ref_template="#/components/schemas/{model}"
         )
@@ -123,7 +125,7 @@ def _openapi(api: FastAPI) -> dict[str, Any]:
         )
     # A step or reduce may only name an installed skill: say so, so the schema is exact.
     names = sorted(api.state.services.registry.names())
-    for model in ("StepSpec", "ReduceSpec"):
+    for model in ("StepSpec", "ReduceSpec", "BatchSpec"):
         components[model]["properties"]["skill"]["enum"] = names
     api.openapi_schema = schema
     return schema

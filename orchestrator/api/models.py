@@ -218,3 +218,91 @@ class TunerStatus(BaseModel):
         description="desired_replicas, raw_replicas, capacity_per_replica, depth, decisions."
     )
     workers: dict[str, TunerWorker]
+
+
+BatchStatus = Literal["running", "interrupted", "succeeded", "partial", "failed", "cancelled"]
+
+
+class BatchSpec(BaseModel):
+    """A batch run: one skill over inline items, as ``victor batch`` runs over a file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    skill: str = Field(min_length=1, max_length=200, description="The skill run on every item.")
+    items: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="The items, one object each (at most api_max_batch_items, and the body "
+        "limit); each merged over params must fit the skill's input schema (GET /v1/skills).",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Merged under each item (an item's own fields win)."
+    )
+    id_field: str | None = Field(
+        None, min_length=1, max_length=200, description="Item field copied to each output line."
+    )
+    reduce: str | None = Field(
+        None, min_length=1, max_length=200, description="A skill run over all results at the end."
+    )
+    reduce_params: dict[str, Any] = Field(default_factory=dict, description="For the reduce.")
+    chunk_size: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="Items per task (default: sized from the skill's observed time per item).",
+    )
+
+
+class BatchLinks(BaseModel):
+    """Where to read a batch run, stream its output lines, follow its progress, cancel it."""
+
+    self: str
+    results: str
+    events: str
+    cancel: str
+
+
+class BatchAccepted(BaseModel):
+    """Answer to a batch submission: the run is recorded and its driver has started."""
+
+    id: str
+    status: BatchStatus
+    items: int
+    links: BatchLinks
+
+
+class BatchRun(BaseModel):
+    """A batch run as its record holds it, with its progress."""
+
+    id: str
+    status: BatchStatus
+    skill: str
+    created_at: float = Field(description="Unix time, seconds.")
+    updated_at: float = Field(description="Unix time, seconds.")
+    items: int | None = Field(None, description="Items in the run's input.")
+    done_items: int = Field(description="Items written to the output (succeeded or failed).")
+    failed_items: int
+    cache_hits: int | None = Field(
+        None, description="Response-cache hits while the run ran (fleet-wide; null: unknown)."
+    )
+    items_per_s: float | None = Field(None, description="Items run per second so far.")
+    elapsed_s: float | None = Field(None, description="The driver's time, once the run ended.")
+    error: str | None = None
+    result: Any = Field(None, description="The reduce's value, when the run has one.")
+    links: BatchLinks
+
+
+class BatchRunList(BaseModel):
+    """The caller's tenant's batch runs, newest first."""
+
+    items: list[BatchRun]
+
+
+class BatchProgress(BaseModel):
+    """The data of a batch ``progress`` event."""
+
+    done: int
+    failed: int
+    total: int | None
+    status: BatchStatus
+    cache_hits: int | None
+    items_per_s: float | None

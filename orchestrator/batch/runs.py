@@ -47,6 +47,8 @@ from workers.skills.registry import SkillRegistry
 
 # (items done, items failed, cache hits so far or None when unknown)
 RunProgressCallback = Callable[[int, int, int | None], None]
+# (app, output file, reduce skill, its params) -> the reduce's value
+Reducer = Callable[[Celery, str, str, dict[str, Any]], Any]
 UNFINISHED_TASKS = 1 << 62  # the ledger job of a run never finishes by count; the driver ends it
 
 
@@ -184,8 +186,12 @@ def drive_run(
     *,
     resuming: bool,
     on_progress: RunProgressCallback | None = None,
+    reducer: Reducer | None = None,
 ) -> dict[str, Any]:
-    """Run (or finish) ``record`` with the app's workers; return the run's summary."""
+    """Run (or finish) ``record`` with the app's workers; return the run's summary.
+
+    ``reducer`` runs the reduce (default ``run_reduce``; the API publishes it under its lock).
+    """
     runtime = runtime_of(app)
     settings = runtime.settings
     started = time.monotonic()
@@ -215,7 +221,7 @@ def drive_run(
         params=request.params,
         chunk_size=record.chunk_size,
         window=request.window,
-        tenant=settings.tenant,
+        tenant=record.tenant,  # the run's own (an API run's is its key's, not the server's)
         id_field=request.id_field,
         stale_after_s=request.stale_after_s,
         resuming=resuming,
@@ -232,6 +238,7 @@ def drive_run(
         driver.run(chunks_of(records, record.chunk_size, done, record.run_id))
     except RunCancelledError:
         store.update(record.run_id, status=CANCELLED)
+        runtime.ledger.set_status(record.run_id, "revoked")
         raise
     except BaseException as exc:  # Ctrl-C or a failure: the run can be resumed
         store.update(
@@ -247,7 +254,7 @@ def drive_run(
     )
     result = None
     if request.reduce is not None and stats.done_items:
-        result = run_reduce(app, record.out, request.reduce, request.reduce_params)
+        result = (reducer or run_reduce)(app, record.out, request.reduce, request.reduce_params)
     ran = stats.items_sent
     hits = counter.hits(fresh=True)
     store.update(
@@ -260,6 +267,7 @@ def drive_run(
         items_run=ran,
         cache_hits=hits,
     )
+    runtime.ledger.set_status(record.run_id, status, error=error)
     return {
         "run_id": record.run_id,
         "status": status,
@@ -301,6 +309,14 @@ def _record_ledger_job(app: Celery, record: RunRecord) -> None:
 
 def run_reduce(app: Celery, out: str, skill: str, params: dict[str, Any]) -> Any:
     """Run the reduce skill over the run's outcomes, read back from the output file."""
+    result = app.signature(
+        REDUCE_TASK, args=([reduce_outcomes(out)],), kwargs={"skill": skill, "params": params}
+    )
+    return result.apply_async().get(timeout=3600, disable_sync_subtasks=False)
+
+
+def reduce_outcomes(out: str) -> list[dict[str, Any]]:
+    """The run's outcomes as a reduce takes them, read back from the output file."""
     outcomes: list[dict[str, Any]] = []
     with open(out, "rb") as stream:
         for raw in stream:
@@ -309,10 +325,7 @@ def run_reduce(app: Celery, out: str, skill: str, params: dict[str, Any]) -> Any
                 outcomes.append({"ok": True, "value": line.get("result")})
             else:
                 outcomes.append({"ok": False, "error": line.get("error"), "item": line.get("id")})
-    result = app.signature(
-        REDUCE_TASK, args=([outcomes],), kwargs={"skill": skill, "params": params}
-    )
-    return result.apply_async().get(timeout=3600, disable_sync_subtasks=False)
+    return outcomes
 
 
 def plan_summary(

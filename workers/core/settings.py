@@ -200,6 +200,10 @@ class Settings(BaseSettings):
     # Items of a tenant's jobs in flight (its queued work); a job is refused past it unless the
     # tenant has nothing in flight.
     api_max_items_in_flight: int = Field(100_000, ge=1, le=100_000_000)
+    # Batch runs through the API (orchestrator/api/batches.py): inline items per run, and the
+    # directory where the API keeps each run's input and output files ("" = cache_dir/batches).
+    api_max_batch_items: int = Field(100_000, ge=1, le=10_000_000)
+    batch_dir: str = ""
     api_url: str = "http://127.0.0.1:8000"
     api_key: SecretStr = SecretStr("")
     flower_basic_auth: SecretStr = SecretStr("")

@@ -23,9 +23,17 @@ STATEFUL_EXAMPLES = 25
 @pytest.fixture
 def api_app(redis_settings, worker_factory, tmp_path) -> Any:
     (tmp_path / "a.py").write_text("x = 1\n")
-    settings = redis_settings(allowed_roots=[tmp_path], api_rate_limit=1_000_000)
+    settings = redis_settings(
+        allowed_roots=[tmp_path], api_rate_limit=1_000_000, batch_dir=str(tmp_path / "batches")
+    )
     worker_factory(settings, concurrency=1)  # so /readyz is ready (503 is for a real outage)
-    return create_api(settings)
+    app = create_api(settings)
+    yield app
+    # A generated batch may have started a run: stop its driver before the prefix goes.
+    runner = app.state.batch_runner
+    for run_id in runner.running():
+        runner.store.update(run_id, status="cancelled")
+    assert runner.wait(30) == []
 
 
 @pytest.fixture
