@@ -2,6 +2,10 @@
 
 The cache key holds what the answer depends on (messages, system prompt, provider, model,
 base URL, temperature, options), never the API key. ``use_cache=False`` always calls.
+
+Run as an item of a job, a call streams from the provider and its text goes out as coalesced
+``item.delta`` events to the job's followers (``workers.skills.streaming``); the result is the
+whole text all the same. An answer served from the cache streams nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from workers.core.settings import Settings
 from workers.providers import ChatRequest, complete, provider_config
 from workers.providers.personas import persona
 from workers.skills.spec import SkillContext
+from workers.skills.streaming import text_stream
 
 VERSION = "1"
 
@@ -54,7 +59,10 @@ def chat(params: ChatInput, context: SkillContext) -> dict[str, Any]:
     request = chat_request(params, settings)
 
     def call() -> dict[str, Any]:
-        answer = complete(settings, request)
+        stream = text_stream()
+        answer = complete(settings, request, on_text=stream.push if stream else None)
+        if stream is not None:
+            stream.close()
         return {"text": answer.text, "provider": answer.provider, "model": answer.model}
 
     provider = context.services.get("cache")

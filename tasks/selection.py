@@ -4,9 +4,16 @@ BM25 over each skill's name, keywords and description (``workers.skills.bm25``);
 configured provider has an embeddings endpoint, the cosine similarity of the goal's embedding
 with each skill's adds to the score. At most ``max_tools`` (``tool_selection_max_tools``).
 
+Each skill's score is then multiplied by its weight from observed outcomes: success rate and
+latency as consolidated into semantic memory (``workers.skills.outcome_weights`` has the
+formula; a skill without facts weighs 1.0, none weighs under 0.4).
+
 The cache's namespaces: ``query`` (rankings of a goal text alone), ``context`` (rankings of a
-goal text with context) and ``rl`` (the ranking's per-skill table: the BM25 index, keyed by the
-installed skills). Each is switched by ``tool_selection_cache_query/context/rl``.
+goal text with context) and ``rl`` (the ranking's per-skill tables: the BM25 index, keyed by the
+installed skills, and the outcome weights, read again from semantic memory when their entry
+expires after ``tool_selection_cache_ttl``). Each is switched by
+``tool_selection_cache_query/context/rl``. A ranking is computed with the weights of its time,
+so a cached ranking follows new weights within one TTL.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import weakref
 from typing import Any
 
 from tasks.catalog import SelectToolsInput
+from workers.core.settings import Settings
+from workers.maintenance.episodes import memories_for
 from workers.skills.bm25 import (
     BM25_VERSION,
     Index,
@@ -26,6 +35,7 @@ from workers.skills.bm25 import (
     ranked,
     terms_of,
 )
+from workers.skills.outcome_weights import WEIGHTS_VERSION, outcome_weights, weighted
 from workers.skills.registry import SkillRegistry
 from workers.skills.spec import SkillContext
 
@@ -62,9 +72,15 @@ EMBEDDING_WEIGHT = 0.5
 
 
 def rank(
-    query: str, context_text: str, index: Index, limit: int, similarity: dict[str, float] | None
+    query: str,
+    context_text: str,
+    index: Index,
+    limit: int,
+    similarity: dict[str, float] | None,
+    weights: dict[str, float] | None = None,
 ) -> list[list[Any]]:
-    """The ranking of one goal: BM25 (scaled to the best at 1.0), plus embedding similarity."""
+    """The ranking of one goal: BM25 (scaled to the best at 1.0), plus embedding similarity,
+    times each skill's outcome weight."""
     scores = bm25_scores(terms_of(query) + terms_of(context_text), index)
     if similarity:
         best = max(scores.values(), default=0.0) or 1.0
@@ -73,7 +89,13 @@ def rank(
             for name in similarity
             if scores.get(name) or similarity[name] > 0
         }
-    return ranked(scores, limit)
+    return ranked(weighted(scores, weights or {}), limit)
+
+
+def observed_weights(settings: Settings) -> dict[str, float]:
+    """Each skill's weight from the success and latency facts in semantic memory."""
+    _, semantic = memories_for(settings)
+    return outcome_weights(semantic.facts())
 
 
 def _similarity(
@@ -102,7 +124,9 @@ def select_tools(params: SelectToolsInput, context: SkillContext) -> dict[str, A
     provider = context.services.get("cache")
     if provider is None:
         similarity = _similarity(query, registry, context)
-        return {"tools": rank(query, context_text, bm25_index(registry.specs()), limit, similarity)}
+        index = bm25_index(registry.specs())
+        weights = observed_weights(context.settings)
+        return {"tools": rank(query, context_text, index, limit, similarity, weights)}
     cache = provider().tool_selection
     fingerprint = registry_fingerprint(registry)
     namespace = "context" if context_text else "query"
@@ -119,7 +143,11 @@ def select_tools(params: SelectToolsInput, context: SkillContext) -> dict[str, A
         index = cache.get_or_compute(
             index_key, lambda: bm25_index(registry.specs()), namespace="rl"
         )
+        weights_key = cache.recent_key("rl", WEIGHTS_VERSION, ("outcome-weights",))
+        weights = cache.get_or_compute(
+            weights_key, lambda: observed_weights(context.settings), namespace="rl"
+        )
         similarity = _similarity(query, registry, context)
-        return rank(query, context_text, index, limit, similarity)
+        return rank(query, context_text, index, limit, similarity, dict(weights))
 
     return {"tools": cache.get_or_compute(key, compute, namespace=namespace)}

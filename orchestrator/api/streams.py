@@ -1,8 +1,14 @@
 """Server-Sent Events for one job: each task result as it is recorded, progress, a final event.
 
-Events come from the ledger's Redis stream (XREAD BLOCK), so the first result reaches the
+Events come from the ledger's Redis streams (XREAD BLOCK), so the first result reaches the
 client as soon as a worker records it. Event ids are ``seq:stream-id``; a client that
 reconnects with ``Last-Event-ID`` (or ``?after=seq``) resumes after that event.
+
+Skills that stream text (``chat``) add ``item.delta`` events while their task runs: ``{task_id,
+item, offset, text}``, coalesced by the worker (``workers.skills.streaming``), from a second
+stream beside the results. Once a job has deltas, event ids are ``seq:stream-id:delta-id`` so a
+reconnect resumes both; without a delta id, deltas resume from the results' stream id (both
+streams' ids are the Redis server's clock).
 """
 
 from __future__ import annotations
@@ -37,12 +43,22 @@ def format_event(event: str, data: Any, event_id: str | None = None) -> bytes:
 
 
 def parse_cursor(last_event_id: str | None, after: int | None) -> tuple[int, str | None]:
-    """``(seq, stream id or None)`` to resume after; a bad id starts from the beginning."""
+    """``(seq, stream id or None)`` to resume after; a bad id starts from the beginning.
+
+    The stream id may carry the delta stream's id after a second colon (``results:deltas``).
+    """
     if last_event_id:
         seq_text, _, stream_id = last_event_id.partition(":")
         if seq_text.isdigit():
             return int(seq_text), (stream_id or None)
     return max(after or 0, 0), None
+
+
+def _stream_order(entry_id: str, kind: int) -> tuple[int, int, int]:
+    """Sort key of a stream entry: its time, deltas before results in the same millisecond
+    (a task's deltas are published before its result), then its sequence."""
+    millis, _, sequence = entry_id.partition("-")
+    return int(millis), kind, int(sequence or 0)
 
 
 class JobEvents:
@@ -53,6 +69,7 @@ class JobEvents:
         self.principal = principal
         self.job_id = job_id
         self.key = services.keys.job_events(job_id)
+        self.deltas_key = services.keys.job_deltas(job_id)
 
     async def stream(self, seq: int, stream_id: str | None) -> AsyncIterator[bytes]:
         client = aioredis.Redis.from_url(
@@ -77,20 +94,37 @@ class JobEvents:
         self, client: aioredis.Redis, seq: int, stream_id: str | None
     ) -> AsyncIterator[bytes]:
         yield b"retry: 1000\n\n"
+        delta_cursor: str | None = None
         if stream_id is None:
             seq, cursor = await self._cursor_after(client, seq)
         else:
-            cursor = stream_id
+            cursor, _, delta_cursor = stream_id.partition(":")
+        streamed = bool(delta_cursor)  # ids carry the delta cursor once a delta was sent
+        delta_cursor = delta_cursor or cursor
         last_progress: tuple[int, str] | None = None
         last_sent = time.monotonic()
+
+        def event_id() -> str:
+            return f"{seq}:{cursor}:{delta_cursor}" if streamed else f"{seq}:{cursor}"
+
         while True:
             block = None if last_progress is None else BLOCK_MS
-            response: Any = await client.xread({self.key: cursor}, count=BATCH, block=block)
-            entries: list[Any] = response[0][1] if response else []
-            for entry_id, fields in entries:
-                seq += 1
-                cursor = entry_id.decode()
-                yield format_event("result", _result(seq, fields), f"{seq}:{cursor}")
+            streams: dict[Any, Any] = {self.key: cursor, self.deltas_key: delta_cursor}
+            response: Any = await client.xread(streams, count=BATCH, block=block)
+            results, deltas = _split(response, self.key)
+            entries = sorted(
+                [(entry_id, 1, fields) for entry_id, fields in results]
+                + [(entry_id, 0, fields) for entry_id, fields in deltas],
+                key=lambda entry: _stream_order(entry[0], entry[1]),
+            )
+            for entry_id, kind, fields in entries:
+                if kind == 0:
+                    delta_cursor, streamed = entry_id, True
+                    yield format_event("item.delta", _delta(fields), event_id())
+                else:
+                    seq += 1
+                    cursor = entry_id
+                    yield format_event("result", _result(seq, fields), event_id())
                 last_sent = time.monotonic()
             job = await run_in_threadpool(jobs.get_job, self.services, self.principal, self.job_id)
             progress = (job.done_tasks, job.status)
@@ -98,15 +132,16 @@ class JobEvents:
                 yield format_event(
                     "progress",
                     {"done": job.done_tasks, "total": job.total_tasks, "status": job.status},
-                    f"{seq}:{cursor}",
+                    event_id(),
                 )
                 last_progress = progress
                 last_sent = time.monotonic()
-            if job.status in TERMINAL and len(entries) < BATCH:
-                tail: Any = await client.xread({self.key: cursor}, count=BATCH)
-                if tail and tail[0][1]:
-                    continue  # results recorded after the status read: send them first
-                yield format_event("end", jobs.job_view(job), f"{seq}:{cursor}")
+            if job.status in TERMINAL and len(results) < BATCH and len(deltas) < BATCH:
+                streams = {self.key: cursor, self.deltas_key: delta_cursor}
+                tail: Any = await client.xread(streams, count=BATCH)
+                if any(entries_of for _, entries_of in tail or []):
+                    continue  # recorded after the status read: send them first
+                yield format_event("end", jobs.job_view(job), event_id())
                 return
             if time.monotonic() - last_sent > KEEPALIVE_S:
                 yield b": keep-alive\n\n"
@@ -120,6 +155,26 @@ class JobEvents:
         if not entries:
             return 0, "0-0"
         return len(entries), str(entries[-1][0].decode())
+
+
+def _split(response: Any, results_key: str) -> tuple[list[Any], list[Any]]:
+    """The entries of an XREAD reply, as ``(id, fields)``: the results', the deltas'."""
+    results: list[Any] = []
+    deltas: list[Any] = []
+    for key, entries in response or []:
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        found = [(entry_id.decode(), fields) for entry_id, fields in entries]
+        (results if name == results_key else deltas).extend(found)
+    return results, deltas
+
+
+def _delta(fields: dict[bytes, bytes]) -> dict[str, Any]:
+    return {
+        "task_id": fields[b"task_id"].decode(),
+        "item": int(fields[b"item"]),
+        "offset": int(fields[b"offset"]),
+        "text": fields[b"text"].decode(),
+    }
 
 
 def _result(seq: int, fields: dict[bytes, bytes]) -> dict[str, Any]:

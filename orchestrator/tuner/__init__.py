@@ -5,6 +5,7 @@ loop) and ``status``; import those by module."""
 
 from orchestrator.tuner.policy import (
     Decision,
+    ProviderSlots,
     SizeRecord,
     TunerBounds,
     TunerSample,
@@ -15,6 +16,7 @@ from orchestrator.tuner.policy import (
 
 __all__ = [
     "Decision",
+    "ProviderSlots",
     "SizeRecord",
     "TunerBounds",
     "TunerSample",

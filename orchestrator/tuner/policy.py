@@ -8,6 +8,8 @@ The smallest size within the tolerance of the top throughput counts as the best,
 throughput with rising latency (CPU-bound work past the cores) settles on the smaller pool.
 A size is judged once a full interval after the change was seen there with enough completed
 tasks (``min_completions``), not after a fixed wait: a clear signal moves on sooner.
+A saturated model provider (every fleet-wide slot in use and calls waiting for one) turns the
+search's grows into holds: more worker slots would only add calls waiting for the provider.
 """
 
 from __future__ import annotations
@@ -56,6 +58,21 @@ class TunerBounds:
 
 
 @dataclass(frozen=True)
+class ProviderSlots:
+    """A model provider's fleet-wide slots when the sample was taken."""
+
+    provider: str
+    in_use: int
+    limit: int
+    waiting: int = 0
+
+    @property
+    def saturated(self) -> bool:
+        """Every slot in use and calls waiting for one."""
+        return self.in_use >= self.limit and self.waiting > 0
+
+
+@dataclass(frozen=True)
 class TunerSample:
     """What one worker did over one interval, as the runner measured it."""
 
@@ -69,6 +86,7 @@ class TunerSample:
     queued: int
     rss_mb: float
     cpu_percent: float = 0.0
+    providers: tuple[ProviderSlots, ...] = ()
 
 
 @dataclass
@@ -112,7 +130,7 @@ class Decision:
     target: int
     action: str  # "grow" | "shrink" | "hold"
     reason: str
-    rule: str = "climb"  # "clamp" | "memory" | "pool" | "cooldown" | "demand" | "climb"
+    rule: str = "climb"  # clamp, memory, pool, cooldown, demand, provider or climb
 
 
 def new_state() -> TunerState:
@@ -157,7 +175,15 @@ def next_concurrency(
             return _decide(state, sample, size, size - 1, "demand", detail)
         kind = "application-limited" if app_limited else "nothing waiting"
         return _decide(state, sample, size, size, "demand", f"{kind} ({how}), not growing")
-    return _search(state, sample, size, bounds, note)
+    saturated = next((slots for slots in sample.providers if slots.saturated), None)
+    decided, searched = _search(TunerState.from_dict(asdict(state)), sample, size, bounds, note)
+    if saturated is None or decided.action != "grow":
+        return decided, searched
+    detail = (
+        f"provider {saturated.provider} saturated ({saturated.in_use}/{saturated.limit} slots), "
+        f"{saturated.waiting} calls waiting; growing to {decided.target} would only add waiters"
+    )
+    return _decide(state, sample, size, size, "provider", detail)
 
 
 def _guard(

@@ -4,7 +4,9 @@ Every ``tuner_interval_s`` (at least one metrics flush): take or renew the lease
 holder acts), read ``get_metrics()``, and for each worker that can be resized build a sample
 from the difference of its running totals since the last read, call ``next_concurrency``,
 resize through the actuator, keep the worker's record in Redis and append the decision to the
-stream. Then publish the fleet's replica recommendation.
+stream. Then publish the fleet's replica recommendation. Each tick also reads the model
+provider's fleet-wide slots (in use, limit, calls waiting): a saturated provider holds the
+search's grows (see ``policy``).
 
 Timing: a worker's figures reach Redis one flush late, so after a resize the change is dated
 ``metrics_flush_interval_s`` later in the policy's state: the first interval after it, which
@@ -31,6 +33,7 @@ from orchestrator.tuner.journal import TunerJournal
 from orchestrator.tuner.lease import Lease
 from orchestrator.tuner.policy import (
     Decision,
+    ProviderSlots,
     TunerBounds,
     TunerState,
     new_state,
@@ -43,14 +46,17 @@ from orchestrator.tuner.sample import (
     bounds_for,
     build_sample,
     control_mode,
+    provider_slots,
     reported_size,
 )
 from workers.core.errors import BackendUnavailableError
 from workers.core.settings import Settings
+from workers.providers.limits import SlotUsage, slot_usage
 
 logger = logging.getLogger(__name__)
 
 Figures = Callable[[], dict[str, Any]]
+Slots = Callable[[], list[SlotUsage]]
 SETTLE_LIMIT_S = 15.0  # longest wait for a grown pool's slots to start before judging anyway
 
 
@@ -86,11 +92,13 @@ class TunerRunner:
         verbose: bool = False,
         clock: Callable[[], float] = time.time,
         say: Callable[[str], None] = logger.info,
+        slots: Slots | None = None,
     ) -> None:
         if actuator is None and not dry_run:
             raise ValueError("a tuner that acts needs an actuator (or dry_run=True)")
         self.settings = settings
         self.figures = figures
+        self.slots: Slots = slots or (lambda: slot_usage(settings))
         self.journal = journal
         self.actuator = actuator
         self.lease = lease
@@ -128,6 +136,7 @@ class TunerRunner:
         if not self.dry_run and not self._hold_lease():
             return []
         metrics = self.figures()
+        providers = provider_slots(self.slots())
         queued = int(metrics.get("queue", {}).get("queued") or 0)
         workers = {
             name: worker
@@ -138,7 +147,7 @@ class TunerRunner:
         entries: list[dict[str, Any]] = []
         sizes: list[int] = []
         for name, worker in workers.items():
-            entry, size = self._tune(name, worker, saved.get(name), queued)
+            entry, size = self._tune(name, worker, saved.get(name), queued, providers)
             sizes.append(size)
             if entry is not None:
                 entries.append(entry)
@@ -175,7 +184,12 @@ class TunerRunner:
 
     # --- one worker ------------------------------------------------------------------------
     def _tune(
-        self, name: str, worker: dict[str, Any], saved: dict[str, Any] | None, queued: int
+        self,
+        name: str,
+        worker: dict[str, Any],
+        saved: dict[str, Any] | None,
+        queued: int,
+        providers: tuple[ProviderSlots, ...] = (),
     ) -> tuple[dict[str, Any] | None, int]:
         """Decide (and apply) one worker's size; returns its decision entry and tracked size."""
         now = self.clock()
@@ -200,7 +214,7 @@ class TunerRunner:
         state = TunerState.from_dict(record["state"]) if record.get("state") else new_state()
         sample = None
         if previous is not None:
-            sample = build_sample(worker, Reading(**previous), reading, queued, size)
+            sample = build_sample(worker, Reading(**previous), reading, queued, size, providers)
             if sample is not None and sample.interval_s < self.interval_s / 2:
                 record["reading"] = previous  # too short to judge: let the next read extend it
                 self._save(name, record)

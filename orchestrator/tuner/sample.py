@@ -3,6 +3,7 @@
 Throughput and latency over an interval come from the worker's running totals (tasks, run
 time) read at two moments: the difference is what finished in between, whatever the metrics
 window is. A counter that went back (the worker restarted, its totals expired) gives no sample.
+The providers' fleet-wide slots (``workers.providers.slot_usage``) go into every sample.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.tuner.policy import TunerBounds, TunerSample
+from orchestrator.tuner.policy import ProviderSlots, TunerBounds, TunerSample
 from workers.core.settings import Settings
+from workers.providers.limits import SlotUsage
 
 AUTOSCALE = "autoscale"  # resized through the worker's autoscaler bounds (--autoscale)
 POOL = "pool"  # resized with pool_grow/pool_shrink (prefork, the resizable threads pool)
@@ -55,8 +57,18 @@ def reported_size(worker: dict[str, Any]) -> int:
     return int(worker.get("pool_size") or 0)
 
 
+def provider_slots(usage: list[SlotUsage]) -> tuple[ProviderSlots, ...]:
+    """The policy's view of the providers' slots."""
+    return tuple(ProviderSlots(u.provider, u.in_use, u.limit, u.waiting) for u in usage)
+
+
 def build_sample(
-    worker: dict[str, Any], previous: Reading, now: Reading, queued: int, pool_size: int
+    worker: dict[str, Any],
+    previous: Reading,
+    now: Reading,
+    queued: int,
+    pool_size: int,
+    providers: tuple[ProviderSlots, ...] = (),
 ) -> TunerSample | None:
     """What the worker did between two readings; None when the interval or counters are off.
 
@@ -83,6 +95,7 @@ def build_sample(
         queued=max(0, queued),
         rss_mb=float(worker.get("rss_mb") or 0.0),
         cpu_percent=float(worker.get("cpu_percent") or 0.0),
+        providers=providers,
     )
 
 

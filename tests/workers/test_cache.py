@@ -337,7 +337,8 @@ def test_select_tools_namespaces_follow_their_switches() -> None:
     assert first["tools"][0][0] == "analyze_code"
     spaces = runtime.cache().tool_selection.stats()["namespaces"]
     assert spaces["query"]["bypassed"] == 2
-    assert (spaces["rl"]["computations"], spaces["rl"]["l1_hits"]) == (1, 1)
+    # rl holds two per-skill tables: the BM25 index and the outcome weights.
+    assert (spaces["rl"]["computations"], spaces["rl"]["l1_hits"]) == (2, 2)
     settings.tool_selection_cache_query = True
     runtime.executor.run("select_tools", params)
     runtime.executor.run("select_tools", params)

@@ -28,6 +28,7 @@ from workers.ledger import FINISHED_JOB, TERMINAL, Ledger
 from workers.maintenance.episodes import consolidate_memories, memories_for, record_episode
 from workers.maintenance.reconciler import reconcile_once
 from workers.runtime import Runtime, task_decorator
+from workers.skills.streaming import streaming_to
 from workers.telemetry.alerts import Monitor
 
 
@@ -84,7 +85,13 @@ def _register_job_tasks(app: Celery, runtime: Runtime) -> None:
             return recorded
         if deliveries > runtime.settings.max_deliveries:
             return _dead_letter(ledger, job_id, task_id, skill, items, deliveries)
-        outcomes = runtime.executor.run_batch(skill, items)
+
+        def publish(item: int, offset: int, text: str) -> None:
+            ledger.publish_delta(job_id, task_id, item, offset, text)
+
+        # Skills that stream text (chat) send it to the job's followers as item.delta events.
+        with streaming_to(publish):
+            outcomes = runtime.executor.run_batch(skill, items)
         for outcome in outcomes:
             if outcome.get("type") == BackendUnavailableError.__name__:
                 # Infrastructure, not input: the item must run again, not count as failed.

@@ -36,6 +36,10 @@ class Keys:
     def job_events(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:events"
 
+    def job_deltas(self, job_id: str) -> str:
+        """A job's streamed text deltas (``item.delta`` events), apart from its results."""
+        return f"{self.prefix}:job:{job_id}:deltas"
+
     def jobs_index(self, tenant: str) -> str:
         return f"{self.prefix}:jobs:{tenant}"
 
@@ -171,6 +175,10 @@ class Keys:
     # providers: a sorted set of slot holder -> lease expiry (ms), per provider
     def provider_slots(self, provider: str) -> str:
         return f"{self.prefix}:provider:{provider}:slots"
+
+    def provider_waiters(self, provider: str) -> str:
+        """Calls waiting for one of ``provider``'s slots: holder -> wait lease expiry (ms)."""
+        return f"{self.prefix}:provider:{provider}:waiters"
 
     # monitoring and memory
     def monitor_state(self) -> str:

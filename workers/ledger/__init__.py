@@ -3,9 +3,11 @@
 from workers.ledger.memory_ledger import MemoryLedger
 from workers.ledger.records import (
     FINISHED_JOB,
+    MAX_DELTAS,
     RECORDED,
     REDUCE_SUFFIX,
     TERMINAL,
+    DeltaEvent,
     JobRecord,
     Ledger,
     TaskEvent,
@@ -15,9 +17,11 @@ from workers.ledger.redis_ledger import RedisLedger
 
 __all__ = [
     "FINISHED_JOB",
+    "MAX_DELTAS",
     "RECORDED",
     "REDUCE_SUFFIX",
     "TERMINAL",
+    "DeltaEvent",
     "JobRecord",
     "Ledger",
     "MemoryLedger",

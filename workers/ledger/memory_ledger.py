@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from workers.core.errors import JobNotFoundError
 from workers.ledger.records import (
     FINISHED_JOB,
+    MAX_DELTAS,
     RECORDED,
     TERMINAL,
+    DeltaEvent,
     JobRecord,
     TaskEvent,
     failed_items,
@@ -29,6 +32,7 @@ class MemoryLedger:
         self._tasks: dict[str, dict[str, dict[str, Any]]] = {}
         self._results: dict[str, dict[str, Any]] = {}
         self._events: dict[str, list[TaskEvent]] = {}
+        self._deltas: dict[str, deque[DeltaEvent]] = {}
         self._open: dict[tuple[str, str], float] = {}
         self._deliveries: dict[str, int] = {}
         self._dead: dict[str, dict[str, Any]] = {}
@@ -143,6 +147,18 @@ class MemoryLedger:
         with self._lock:
             self.get_job(job_id)
             return self._events[job_id][after_seq : after_seq + limit]
+
+    def publish_delta(self, job_id: str, task_id: str, item: int, offset: int, text: str) -> None:
+        with self._lock:
+            deltas = self._deltas.setdefault(job_id, deque(maxlen=MAX_DELTAS))
+            seq = deltas[-1].seq + 1 if deltas else 1
+            deltas.append(DeltaEvent(seq, task_id, item, offset, text))
+            self._lock.notify_all()
+
+    def deltas(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[DeltaEvent]:
+        with self._lock:
+            found = [delta for delta in self._deltas.get(job_id, ()) if delta.seq > after_seq]
+            return found[:limit]
 
     def task_specs(self, job_id: str) -> dict[str, dict[str, Any]]:
         with self._lock:

@@ -59,6 +59,30 @@ class TaskEvent:
     worker: str = ""
 
 
+@dataclass(frozen=True)
+class DeltaEvent:
+    """A piece of text a running task streamed (an ``item.delta`` event), in publish order."""
+
+    seq: int
+    task_id: str
+    item: int
+    offset: int
+    text: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "task_id": self.task_id,
+            "item": self.item,
+            "offset": self.offset,
+            "text": self.text,
+        }
+
+
+# A job keeps at most this many deltas (the oldest go first): a bound on a runaway stream.
+MAX_DELTAS = 10_000
+
+
 @dataclass
 class JobRecord:
     """A job as the ledger holds it."""
@@ -140,6 +164,12 @@ class Ledger(Protocol):
         ...
 
     def events(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskEvent]: ...
+
+    def publish_delta(self, job_id: str, task_id: str, item: int, offset: int, text: str) -> None:
+        """Append a streamed piece of a task's text to the job's deltas (best effort)."""
+        ...
+
+    def deltas(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[DeltaEvent]: ...
 
     def task_specs(self, job_id: str) -> dict[str, dict[str, Any]]: ...
 

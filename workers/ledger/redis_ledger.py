@@ -10,7 +10,9 @@ from workers.core.errors import JobNotFoundError
 from workers.core.keys import Keys
 from workers.core.redis_client import redis_client, translated
 from workers.ledger.records import (
+    MAX_DELTAS,
     TERMINAL,
+    DeltaEvent,
     JobRecord,
     TaskEvent,
     _text,
@@ -70,6 +72,17 @@ def job_fields(job: JobRecord) -> dict[str, str]:
         "failed_items": "0",
         "meta": json.dumps(job.meta),
     }
+
+
+def delta_event(seq: int, fields: dict[Any, Any]) -> DeltaEvent:
+    """A delta from the fields of its stream entry."""
+    return DeltaEvent(
+        seq,
+        _text(fields[b"task_id"]),
+        int(fields[b"item"]),
+        int(fields[b"offset"]),
+        _text(fields[b"text"]),
+    )
 
 
 class RedisLedger:
@@ -215,6 +228,25 @@ class RedisLedger:
                 )
             )
         return events
+
+    def publish_delta(self, job_id: str, task_id: str, item: int, offset: int, text: str) -> None:
+        key = self._keys.job_deltas(job_id)
+        fields = {"task_id": task_id, "item": item, "offset": offset, "text": text}
+        with translated("publishing a text delta"):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.xadd(key, fields, maxlen=MAX_DELTAS, approximate=True)  # type: ignore[arg-type]
+            pipe.expire(key, self._ttl_s)
+            pipe.execute()
+
+    def deltas(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[DeltaEvent]:
+        """The job's text deltas in publish order, numbered from 1 like ``events``."""
+        with translated("reading text deltas"):
+            entries = self._redis.xrange(self._keys.job_deltas(job_id), count=after_seq + limit)
+        deltas = []
+        for position, (_, fields) in enumerate((entries or [])[after_seq:], start=after_seq + 1):
+            assert fields is not None  # stream entries always have fields
+            deltas.append(delta_event(position, fields))
+        return deltas
 
     def task_specs(self, job_id: str) -> dict[str, dict[str, Any]]:
         with translated("reading task specs"):

@@ -11,7 +11,7 @@ from workers.providers.errors import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
-from workers.providers.limits import provider_slot, slot_leases
+from workers.providers.limits import SlotUsage, provider_slot, slot_leases, slot_usage
 
 __all__ = [
     "ChatRequest",
@@ -23,6 +23,7 @@ __all__ = [
     "ProviderRequestError",
     "ProviderTimeoutError",
     "ProviderUnavailableError",
+    "SlotUsage",
     "close_clients",
     "complete",
     "embed_texts",
@@ -30,5 +31,6 @@ __all__ = [
     "provider_config",
     "provider_slot",
     "slot_leases",
+    "slot_usage",
     "unpooled_client",
 ]

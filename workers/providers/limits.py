@@ -6,6 +6,10 @@ adds this holder if fewer than ``<provider>_concurrent_requests`` remain. While 
 the holder renews its lease (the cache's lease renewer thread, every ``lease_s / 3``); a worker
 killed mid-call stops renewing, so its slot frees within ``provider_slot_lease_s``.
 
+A call that finds every slot taken registers as a waiter (a second sorted set, holder -> wait
+lease expiry, refreshed on each poll) until it gets one: ``slot_usage`` reports slots in use,
+the limit and the calls waiting, which is what the tuner reads to see a saturated provider.
+
 Embedded mode: one process, so a semaphore per provider sized by the same setting.
 
 Time spent waiting for a slot is reported as the task's queue wait, not its run time.
@@ -21,13 +25,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from workers.cache.lease import lease_renewer
 from workers.core.keys import Keys
 from workers.core.redis_client import redis_client, translated
 from workers.core.settings import Mode, Settings
-from workers.providers.config import ProviderConfig
+from workers.providers.config import ProviderConfig, family_of
 from workers.providers.errors import ProviderBusyError
 from workers.telemetry.slot_wait import add_slot_wait
 
@@ -35,16 +40,21 @@ _NOW_MS = """
 local now = redis.call('time')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 """
-# KEYS[1] slots; ARGV: limit, lease ms, holder. 1 if taken.
+# KEYS[1] slots, KEYS[2] waiters; ARGV: limit, lease ms, holder. 1 if taken; else the holder
+# is (still) a waiter until its wait lease lapses.
 _ACQUIRE = (
     _NOW_MS
     + """
 redis.call('zremrangebyscore', KEYS[1], '-inf', ms)
+redis.call('zremrangebyscore', KEYS[2], '-inf', ms)
 if redis.call('zcard', KEYS[1]) < tonumber(ARGV[1]) then
   redis.call('zadd', KEYS[1], ms + tonumber(ARGV[2]), ARGV[3])
   redis.call('pexpire', KEYS[1], tonumber(ARGV[2]) * 2)
+  redis.call('zrem', KEYS[2], ARGV[3])
   return 1
 end
+redis.call('zadd', KEYS[2], ms + tonumber(ARGV[2]), ARGV[3])
+redis.call('pexpire', KEYS[2], tonumber(ARGV[2]) * 2)
 return 0
 """
 )
@@ -75,13 +85,21 @@ _MAX_POLL_S = 0.05
 class SlotLeases:
     """The Redis side of one provider's slots (also what the lease renewer renews)."""
 
-    def __init__(self, client: Any, key: str) -> None:
+    def __init__(self, client: Any, key: str, waiters_key: str | None = None) -> None:
         self.client = client
         self.key = key
+        self.waiters_key = waiters_key or f"{key}:waiters"
 
     def take(self, holder: str, limit: int, lease_s: float) -> bool:
+        """Take a slot for ``holder``; when none is free, count it as waiting for one."""
+        keys = (self.key, self.waiters_key)
         with translated("taking a provider slot"):
-            return bool(self.client.eval(_ACQUIRE, 1, self.key, limit, _ms(lease_s), holder))
+            return bool(self.client.eval(_ACQUIRE, 2, *keys, limit, _ms(lease_s), holder))
+
+    def stop_waiting(self, holder: str) -> None:
+        """``holder`` gave up waiting (its wait limit passed)."""
+        with translated("releasing a provider slot"):
+            self.client.zrem(self.waiters_key, holder)
 
     def available(self) -> bool:
         return True
@@ -98,6 +116,26 @@ class SlotLeases:
         with translated("counting provider slots"):
             return int(self.client.eval(_IN_USE, 1, self.key))
 
+    def waiting(self) -> int:
+        """Calls waiting for a slot now (waiters whose wait lease has not lapsed)."""
+        with translated("counting provider slots"):
+            return int(self.client.eval(_IN_USE, 1, self.waiters_key))
+
+
+@dataclass(frozen=True)
+class SlotUsage:
+    """One provider's slots at one moment: in use, the fleet-wide limit, calls waiting."""
+
+    provider: str
+    in_use: int
+    limit: int
+    waiting: int
+
+    @property
+    def saturated(self) -> bool:
+        """Every slot taken and calls waiting: more worker slots would only wait longer."""
+        return self.in_use >= self.limit and self.waiting > 0
+
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
@@ -105,8 +143,27 @@ def _ms(seconds: float) -> int:
 
 def slot_leases(settings: Settings, provider: str) -> SlotLeases:
     """The fleet's slots of ``provider`` (distributed mode)."""
-    key = Keys(settings.key_prefix).provider_slots(provider)
-    return SlotLeases(redis_client(settings.state_url), key)
+    keys = Keys(settings.key_prefix)
+    return SlotLeases(
+        redis_client(settings.state_url),
+        keys.provider_slots(provider),
+        keys.provider_waiters(provider),
+    )
+
+
+def slot_usage(settings: Settings) -> list[SlotUsage]:
+    """The configured provider's slots across the fleet (distributed mode; else none).
+
+    Needs no API key: it reads only the provider's name and its ``*_concurrent_requests``.
+    """
+    provider = settings.provider
+    if provider == "none" or settings.mode is not Mode.DISTRIBUTED:
+        return []
+    family = family_of(provider)
+    prefix = "local_provider" if family == "local" else family
+    limit = int(getattr(settings, f"{prefix}_concurrent_requests"))
+    leases = slot_leases(settings, provider)
+    return [SlotUsage(provider, leases.in_use(), limit, leases.waiting())]
 
 
 @contextmanager
@@ -139,6 +196,7 @@ def _fleet_slot(settings: Settings, config: ProviderConfig, wait_limit_s: float)
     while not leases.take(holder, config.concurrent_requests, lease_s):
         waited = time.monotonic() - started
         if waited >= wait_limit_s:
+            leases.stop_waiting(holder)
             raise _busy(config, waited)
         time.sleep(pause * (0.5 + random.random()))
         pause = min(pause * 2, _MAX_POLL_S)

@@ -11,6 +11,7 @@ from workers.core.errors import SkillInputError
 from workers.core.settings import Settings
 from workers.skills.registry import SkillRegistry
 from workers.skills.spec import SkillContext, SkillSpec
+from workers.skills.streaming import streaming_item
 
 # A cache hook: (spec, validated input, compute) -> value. The cache module plugs in here.
 CacheHook = Callable[[SkillSpec, Any, Callable[[], Any]], Any]
@@ -56,9 +57,10 @@ class SkillExecutor:
     def run_batch(self, name: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Run a skill over many inputs; each outcome is ``{"ok": true, "value"}`` or an error."""
         outcomes: list[dict[str, Any]] = []
-        for item in items:
+        for index, item in enumerate(items):
             try:
-                outcomes.append({"ok": True, "value": self.run(name, item)})
+                with streaming_item(index):
+                    outcomes.append({"ok": True, "value": self.run(name, item)})
             except Exception as exc:  # one bad item must not fail its batch; it is recorded
                 outcomes.append(
                     {"ok": False, "error": str(exc), "type": type(exc).__name__, "item": item}
