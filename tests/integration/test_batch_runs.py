@@ -24,7 +24,10 @@ VICTOR = [sys.executable, "-m", "orchestrator.cli", "batch"]
 
 
 def _cli(
-    args: list[str], env: dict[str, str] | None = None, stdin: bytes | None = None
+    args: list[str],
+    env: dict[str, str] | None = None,
+    stdin: bytes | None = None,
+    timeout: float = 240,
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [*VICTOR, *args, "-q"],
@@ -32,7 +35,7 @@ def _cli(
         input=stdin,
         capture_output=True,
         cwd=ROOT,
-        timeout=240,
+        timeout=timeout,
         check=False,
     )
 
@@ -163,7 +166,27 @@ def test_driver_killed_mid_run_resumes_with_each_item_once(
     worker_factory: Callable[..., WorkerProcess],
     tmp_path: Path,
 ) -> None:
-    total = 10_000
+    _kill_the_driver_and_resume(10_000, redis_settings, worker_factory, tmp_path)
+
+
+@pytest.mark.soak
+@pytest.mark.redis
+@pytest.mark.integration
+@pytest.mark.timeout(1800)
+def test_driver_killed_mid_run_resumes_with_each_item_once_at_100k(
+    redis_settings: Callable[..., Settings],
+    worker_factory: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    _kill_the_driver_and_resume(100_000, redis_settings, worker_factory, tmp_path)
+
+
+def _kill_the_driver_and_resume(
+    total: int,
+    redis_settings: Callable[..., Settings],
+    worker_factory: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
     env, audit, _ = _fleet(redis_settings, worker_factory, tmp_path)
     _jsonl(tmp_path / "in.jsonl", [{"key": f"k{i}"} for i in range(total)])
     out = tmp_path / "o.jsonl"
@@ -174,7 +197,7 @@ def test_driver_killed_mid_run_resumes_with_each_item_once(
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
     written_at_kill = len(out.read_bytes().splitlines())
-    result = _cli(args, env=env)  # the same command again resumes the run
+    result = _cli(args, env=env, timeout=1200)  # the same command again resumes the run
     assert result.returncode == 0, result.stderr.decode()
     summary = _summary(result)
     assert summary["skipped_chunks"] * CHUNK >= total // 3 - WINDOW * CHUNK
@@ -229,17 +252,39 @@ def test_driver_memory_is_flat_from_1k_to_10k_items(
     worker_factory: Callable[..., WorkerProcess],
     tmp_path: Path,
 ) -> None:
+    _driver_memory_is_flat((1_000, 10_000), redis_settings, worker_factory, tmp_path)
+
+
+@pytest.mark.soak
+@pytest.mark.redis
+@pytest.mark.integration
+@pytest.mark.timeout(1800)
+def test_driver_memory_is_flat_from_1k_to_100k_items(
+    redis_settings: Callable[..., Settings],
+    worker_factory: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    _driver_memory_is_flat((1_000, 100_000), redis_settings, worker_factory, tmp_path)
+
+
+def _driver_memory_is_flat(
+    sizes: tuple[int, int],
+    redis_settings: Callable[..., Settings],
+    worker_factory: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
     env, _, _ = _fleet(redis_settings, worker_factory, tmp_path)
     peaks = {}
-    for total in (1_000, 10_000):
+    for total in sizes:
         source = _jsonl(tmp_path / f"in{total}.jsonl", [{"value": i} for i in range(total)])
         result = _cli(
             [str(source), "--skill", "noop", "--out", str(tmp_path / f"o{total}.jsonl"), "--json"],
             env=env,
+            timeout=1200,
         )
         assert result.returncode == 0, result.stderr.decode()
         summary = _summary(result)
         assert summary["items"] == total
         peaks[total] = summary["peak_rss_mb"]
         print(f"\nbatch {total}: {summary['items_per_s']} items/s, peak RSS {peaks[total]} MB")
-    assert peaks[10_000] <= peaks[1_000] * 1.2, peaks
+    assert peaks[sizes[1]] <= peaks[sizes[0]] * 1.2, peaks
