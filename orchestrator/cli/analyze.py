@@ -289,6 +289,10 @@ def run_command(
     from orchestrator.core.goals import load_goal_file
 
     settings = _settings()
+    if attach is not None and not attach.strip():
+        # An empty id (a shell variable that was never set) would fall through to planning
+        # a goal that is not there (AttributeError).
+        raise typer.BadParameter("--attach needs a job id (the one `victor run` printed first)")
     if (goal_file is None) == (attach is None):
         raise typer.BadParameter("give a goal file, or --attach JOB_ID to follow a running job")
     if outcomes_file is not None and not outcomes_file.resolve().parent.is_dir():

@@ -54,6 +54,13 @@ def test_out_in_a_missing_directory_is_refused_before_anything_runs(tmp_path: Pa
     assert "job " not in result.stderr
 
 
+def test_attach_with_an_empty_job_id_is_a_usage_error(tmp_path: Path) -> None:
+    result = victor("run", "--attach", "", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "--attach needs a job id" in flat(result.stderr)
+    assert "Traceback" not in result.stderr
+
+
 def test_step_summaries_count_and_shorten_what_they_show() -> None:
     outcomes = [
         {"step": 1, "skill": "s", "index": 0, "ok": True, "result": "x" * 1000},
