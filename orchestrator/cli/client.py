@@ -15,7 +15,7 @@ from rich.table import Table
 from orchestrator.cli.outcome import exit_with_status, print_outcome
 from orchestrator.cli.support import console, job_progress, out
 from orchestrator.cli.support import settings_or_exit as _settings
-from workers.core.errors import ApiClientError
+from workers.core.errors import ApiClientError, ApiRequestError
 from workers.core.settings import Settings
 
 TERMINAL = ("succeeded", "partial", "failed", "revoked")
@@ -35,13 +35,19 @@ def api_client(settings: Settings) -> httpx.Client:
     )
 
 
+# Answers that say the request itself is wrong (body, JSON, content type, goal): exit 2, as
+# ``victor run`` gives for the same goal.
+REQUEST_ERRORS = frozenset({400, 413, 415, 422})
+
+
 def checked(response: httpx.Response) -> Any:
     if response.status_code >= 400:
         try:
             message = response.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = response.text[:500]
-        raise ApiClientError(
+        refused = ApiRequestError if response.status_code in REQUEST_ERRORS else ApiClientError
+        raise refused(
             f"{response.request.method} {response.request.url.path} answered "
             f"{response.status_code}: {message}"
         )

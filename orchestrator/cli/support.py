@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 
 from workers.core.errors import (
     AccessDeniedError,
+    ApiRequestError,
     ConfigError,
     JobOutcomeUnknownError,
     PlanError,
@@ -29,7 +30,14 @@ EXIT_USAGE = 2  # a setting, argument, goal or input is wrong: fix it and run ag
 EXIT_PARTIAL = 3  # the job finished, and some of its items failed
 EXIT_UNKNOWN = 4  # the outcome is not known here (Redis unreachable); the job may still finish
 
-_USAGE_ERRORS = (ConfigError, PlanError, SkillInputError, UnknownSkillError, AccessDeniedError)
+_USAGE_ERRORS = (
+    ConfigError,
+    PlanError,
+    SkillInputError,
+    UnknownSkillError,
+    AccessDeniedError,
+    ApiRequestError,
+)
 _STATUS_CODES = {"succeeded": 0, "partial": EXIT_PARTIAL}
 
 

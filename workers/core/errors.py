@@ -23,6 +23,7 @@ Tree::
     │   ├── BadRequestError      a request body is not valid JSON
     │   └── UnsupportedMediaTypeError  a request body is not application/json
     ├── ApiClientError           the API answered the CLI client with an error, or is unreachable
+    │   └── ApiRequestError      the API refused the request itself (400, 413, 415, 422)
     └── BackendUnavailableError  Redis (broker, backend or cache) cannot be reached
 """
 
@@ -129,6 +130,11 @@ class UnsupportedMediaTypeError(ApiError):
 
 class ApiClientError(VictorError):
     """Raised when the API answers the command-line client with an error or cannot be reached."""
+
+
+class ApiRequestError(ApiClientError):
+    """Raised when the API refuses the client's request as wrong (a bad goal or body): the
+    same mistake ``victor run`` refuses with exit code 2."""
 
 
 class BackendUnavailableError(VictorError):

@@ -62,3 +62,13 @@ def test_submit_names_the_problem_on_a_bad_key(env) -> None:
     )
     assert result.exit_code == 1
     assert "401" in result.output and "unknown API key" in result.output
+
+
+def test_a_goal_the_api_refuses_exits_2_as_victor_run_does(env, tmp_path) -> None:
+    variables, _ = env
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"steps": [{"skill": "noop", "items": []}]}))
+    for follow in ([], ["--follow"]):
+        result = CliRunner().invoke(app, ["submit", str(empty), *follow], env=variables)
+        assert result.exit_code == 2, result.output
+        assert "422" in result.output and "nothing to do" in result.output
