@@ -110,6 +110,25 @@ def test_env_list_settings_parse_as_json(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert Settings().allowed_roots == [tmp_path, Path("/srv/code")]
 
 
+@pytest.mark.parametrize(
+    "value", ["{root}", "{root}:/srv/code", "{root}, /srv/code", "{root}:/srv/code:"]
+)
+def test_allowed_roots_take_plain_paths_as_users_write_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+) -> None:
+    # The error messages say "set VICTOR_ALLOWED_ROOTS": a plain path must work (it raised
+    # pydantic-settings' own traceback in every process, worker start included).
+    monkeypatch.setenv("VICTOR_ALLOWED_ROOTS", value.format(root=tmp_path))
+    expected = [tmp_path] if ("/srv" not in value) else [tmp_path, Path("/srv/code")]
+    assert Settings().allowed_roots == expected
+
+
+def test_a_malformed_allowed_roots_list_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VICTOR_ALLOWED_ROOTS", '["/srv/code"')
+    with pytest.raises(ConfigError, match=r"VICTOR_ALLOWED_ROOTS.*not a JSON list"):
+        Settings()
+
+
 def test_empty_env_values_fall_back_to_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VICTOR_MAX_PARALLEL_WORKERS", "")
     assert Settings().max_parallel_workers == 4

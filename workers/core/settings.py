@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from workers.core.errors import ConfigError
 from workers.core.profiles import PROFILES, ProfileName
@@ -214,7 +214,8 @@ class Settings(BaseSettings):
     # worker, from the skill's observed time per item (0: always chunk_size).
     batch_chunk_target_ms: float = Field(250.0, ge=0, le=3_600_000)
     max_fan_out: int = Field(200_000, ge=1, le=10_000_000)
-    allowed_roots: list[Path] = Field(default_factory=lambda: [Path.cwd()])
+    # VICTOR_ALLOWED_ROOTS: one path, paths joined by ":" (as PATH) or ",", or a JSON list.
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [Path.cwd()])
     max_file_bytes: int = Field(2 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)
     # The fetch skill (C8): the hosts it may reach, as names or addresses, comma-separated or a
     # JSON list; empty = fetch is off. A name never allows a loopback, private, link-local or
@@ -229,6 +230,9 @@ class Settings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from exc
+        except SettingsError as exc:  # an environment value that does not decode
+            cause = f": {exc.__cause__}" if exc.__cause__ else ""
+            raise ConfigError(f"{exc}{cause}; a list setting takes a JSON list") from exc
 
     def __setattr__(self, name: str, value: Any) -> None:
         try:
@@ -252,6 +256,22 @@ class Settings(BaseSettings):
     def _cache_dir(cls, value: str) -> str:
         value = value.strip()
         return "" if value.lower() == "none" else os.path.expanduser(value)
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _allowed_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except ValueError as exc:
+                    raise ValueError(f"not a JSON list of paths ({exc.msg})") from exc
+            parts = [part.strip() for part in text.replace(",", os.pathsep).split(os.pathsep)]
+            value = [part for part in parts if part]
+            if not value:
+                raise ValueError("no path given: name at least one directory")
+        return value
 
     @field_validator("fetch_allowed_hosts", mode="before")
     @classmethod
