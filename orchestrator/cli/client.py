@@ -108,8 +108,17 @@ def follow(client: httpx.Client, accepted: dict[str, Any], quiet: bool) -> dict[
         bar = progress.add_task(
             f"job {accepted['job_id'][:12]}", total=accepted["total_tasks"] or 1
         )
+        speaker: tuple[str, int] | None = None  # the item whose streamed text is showing
         for event, _, data in sse_events(client, accepted["links"]["events"]):
-            if event == "progress":
+            if event == "item.delta" and not quiet:
+                # A skill that streams (chat) shows its text as it comes, above the bar.
+                if speaker != (data["task_id"], data["item"]):
+                    if speaker is not None:
+                        progress.console.print()
+                    speaker = (data["task_id"], data["item"])
+                    progress.console.print(f"[dim]item {data['item']}:[/dim] ", end="")
+                progress.console.print(data["text"], end="", markup=False, highlight=False)
+            elif event == "progress":
                 progress.update(bar, completed=data["done"], total=data["total"] or 1)
             elif event == "result":
                 progress.advance(bar)
@@ -117,6 +126,8 @@ def follow(client: httpx.Client, accepted: dict[str, Any], quiet: bool) -> dict[
                 raise ApiClientError(data.get("message", "the event stream failed"))
             elif event == "end":
                 job = data
+        if speaker is not None:
+            progress.console.print()
     return job
 
 

@@ -3,8 +3,10 @@ answer; the cached answer and callers outside a job stream nothing."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -143,3 +145,33 @@ def test_a_followed_chat_job_shows_deltas_that_add_up_to_its_result(
     assert cached_events[-1][3]["status"] == "succeeded"
     assert not [event for _, event, _, _ in cached_events if event == "item.delta"]
     assert len(fake_provider.requests()) == 1
+
+
+@pytest.mark.redis
+@pytest.mark.integration
+def test_victor_submit_follow_prints_the_streamed_text(
+    redis_settings: Callable[..., Settings],
+    fake_provider: FakeProviderServer,
+    worker_factory: Callable[..., Any],
+    live_api: Callable[[Settings], Any],  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    settings = redis_settings(
+        provider="openai",
+        model="fake-model",
+        provider_base_url=fake_provider.url,
+        provider_api_key=API_KEY,
+    )
+    worker_factory(settings, concurrency=2)
+    live = live_api(settings)
+    goal = tmp_path / "ask.json"
+    message = {"role": "user", "content": QUESTION}
+    goal.write_text(json.dumps({"steps": [{"skill": "chat", "items": [{"messages": [message]}]}]}))
+    env = {"VICTOR_API_URL": live.url, "VICTOR_API_KEY": live.key()}
+    result = CliRunner().invoke(app, ["submit", str(goal), "--follow"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"item 0: echo: {QUESTION}" in " ".join(result.output.split())
