@@ -265,7 +265,7 @@ class Settings(BaseSettings):
             if text.startswith("["):
                 try:
                     return json.loads(text)
-                except ValueError as exc:
+                except json.JSONDecodeError as exc:
                     raise ValueError(f"not a JSON list of paths ({exc.msg})") from exc
             parts = [part.strip() for part in text.replace(",", os.pathsep).split(os.pathsep)]
             value = [part for part in parts if part]
