@@ -22,6 +22,13 @@ def timings_path_for(out: str) -> str:
     return str(path.with_name(f"{path.stem}.chunks.jsonl"))
 
 
+def fleet_path_for(out: str) -> str:
+    """``results.jsonl`` -> ``results.fleet.jsonl``: the pool-size samples and tuner decisions
+    taken while the run was driven (the report's pool chart)."""
+    path = Path(out)
+    return str(path.with_name(f"{path.stem}.fleet.jsonl"))
+
+
 def dumps(value: Any) -> bytes:
     """One JSON line (compact; values JSON cannot carry become their text)."""
     return json.dumps(value, separators=(",", ":"), default=str).encode() + b"\n"

@@ -2,7 +2,8 @@
 
 Everything comes from the run's record and its files, so ``victor batch report RUN_ID`` writes
 the same page after the run as ``--report`` does at its end: the summary, failures by reason
-with the first failed items, a histogram of chunk times, throughput over time and the paths.
+with the first failed items, a histogram of chunk times, throughput over time, the fleet's pool
+size over time with the tuner's resizes marked, and the paths.
 """
 
 from __future__ import annotations
@@ -16,13 +17,27 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from orchestrator.batch.charts import bar_chart_svg, histogram, rate_over_time
+from orchestrator.batch.charts import (
+    Marker,
+    bar_chart_svg,
+    histogram,
+    rate_over_time,
+    step_chart_svg,
+)
+from orchestrator.batch.fleet_samples import (
+    SAMPLE_EVERY_S,
+    FleetSamples,
+    read_fleet_samples,
+)
+from orchestrator.batch.output import fleet_path_for
 from orchestrator.batch.record import RunRecord
 
 FAILURES_SHOWN = 100
 SLOWEST_SHOWN = 10
 _NUMBER = re.compile(r"\d+")
 REASON_CHARS = 160
+DECISIONS_SHOWN = 50
+APPLIED = frozenset({"applied", "partly"})  # the pool changed (see TunerRunner._apply)
 
 
 @dataclass
@@ -35,6 +50,7 @@ class ReportData:
     commits: list[tuple[float, int]] = field(default_factory=list)  # (s since first, items)
     reasons: Counter[str] = field(default_factory=Counter)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    fleet: FleetSamples = field(default_factory=FleetSamples)
 
     @property
     def succeeded(self) -> int:
@@ -62,6 +78,7 @@ def read_report_data(record: RunRecord) -> ReportData:
     for line in chunks.values():
         if "at" in line:
             data.commits.append((float(line["at"]) - first, int(line.get("items", 0))))
+    data.fleet = read_fleet_samples(fleet_path_for(record.out))
     for line in _json_lines(record.errors):
         # Numbers (line, column, sizes) would make each bad line a reason of its own.
         text = _NUMBER.sub("N", str(line.get("error", "")))[:REASON_CHARS]
@@ -135,6 +152,7 @@ def render_report(data: ReportData) -> str:
         f'<div class="chart" id="chunk-times">{chunk_chart}</div>',
         "<h2>Throughput over time</h2>",
         f'<div class="chart" id="throughput">{rate_chart}</div>',
+        _pool_html(data.fleet),
         _slowest_html(data),
         _failures_html(data),
         "<h2>Files</h2>",
@@ -144,6 +162,7 @@ def render_report(data: ReportData) -> str:
                 ["output", record.out],
                 ["errors", record.errors],
                 ["chunk timings", record.timings or ""],
+                ["pool samples", fleet_path_for(record.out)],
             ],
         ),
     ]
@@ -171,6 +190,64 @@ def _chunk_figures(values: list[float]) -> str:
     median = ordered[len(ordered) // 2]
     slowest = ordered[-1]
     return f", median {median:,.1f} ms, slowest {slowest:,.1f} ms"
+
+
+def _pool_html(fleet: FleetSamples) -> str:
+    """The pool-size step chart with the tuner's applied resizes marked, and their table."""
+    first = fleet.first_at or 0.0
+    resizes = fleet.decisions[:DECISIONS_SHOWN]
+    markers = [
+        Marker(
+            float(decision["at"]) - first,
+            str(decision.get("action")),
+            f"{float(decision['at']) - first:,.1f} s {decision.get('worker')}: "
+            f"{decision.get('current')}->{decision.get('target')} ({decision.get('rule')}) "
+            f"{decision.get('reason')}",
+        )
+        for decision in resizes
+        if decision.get("applied") in APPLIED
+    ]
+    chart = step_chart_svg(
+        [(at - first, float(pool)) for at, pool in fleet.pool],
+        markers,
+        x_label="seconds since the run's first sample",
+        y_label="pool size (slots)",
+        title="Pool size over time",
+        gap=5 * SAMPLE_EVERY_S,  # a resumed run: no line across the time nobody drove it
+        empty_note="no pool samples recorded",
+    )
+    sizes = [pool for _, pool in fleet.pool]
+    figures = (
+        f"{len(sizes):,} samples, {min(sizes)}-{max(sizes)} slots, "
+        f"{len(fleet.decisions):,} tuner resizes"
+        if sizes
+        else ""
+    )
+    parts = [
+        f"<h2>Pool size over time <small>{figures}</small></h2>",
+        f'<div class="chart" id="pool-size">{chart}</div>',
+    ]
+    if not fleet.decisions:
+        note = "No tuner decision resized a worker while the run was driven."
+        parts.append(f'<p class="meta">{escape(note)}</p>')
+        return "".join(parts)
+    rows = [
+        [
+            f"{float(decision['at']) - first:,.1f}",
+            str(decision.get("worker", "")),
+            f"{decision.get('current')} → {decision.get('target')}",
+            str(decision.get("action", "")),
+            str(decision.get("applied", "")),
+            str(decision.get("rule", "")),
+            str(decision.get("reason", ""))[:REASON_CHARS],
+        ]
+        for decision in resizes
+    ]
+    shown = f"first {len(rows)} of {len(fleet.decisions):,}"
+    headers = ["s", "worker", "pool", "action", "outcome", "rule", "reason"]
+    parts.append(f"<h3>Tuner decisions <small>{shown}</small></h3>")
+    parts.append(_table(headers, rows, table_id="decisions"))
+    return "".join(parts)
 
 
 def _slowest_html(data: ReportData) -> str:
@@ -250,12 +327,16 @@ code {{ font: 13px ui-monospace, monospace; background: #f1f3f5; padding: 1px 4p
 .chart svg {{ width: 100%; height: auto; display: block; }}
 svg text {{ font: 12px system-ui, sans-serif; fill: #3b4653; }}
 svg .axis-label {{ font-size: 13px; fill: #1d232b; }} svg .note {{ font-size: 16px; }}
-svg .bar {{ fill: #3572b0; }} svg .grid {{ stroke: #e9ecef; }} svg .axis {{ stroke: #5d6875; }}
+svg .bar {{ fill: #3572b0; }} svg .step {{ fill: none; stroke: #6741d9; stroke-width: 2.5; }}
+svg .step-area {{ fill: #e5dbff; }} svg .marker line {{ stroke-width: 1.5; stroke-dasharray: 4 3; }}
+svg .grow line {{ stroke: #2b8a3e; }} svg .grow circle {{ fill: #2b8a3e; }}
+svg .shrink line {{ stroke: #d9480f; }} svg .shrink circle {{ fill: #d9480f; }}
+svg .grid {{ stroke: #e9ecef; }} svg .axis {{ stroke: #5d6875; }}
 table {{ border-collapse: collapse; width: 100%; font-size: 13px; }}
 th, td {{ text-align: left; padding: 5px 8px; border-bottom: 1px solid #e9ecef;
   vertical-align: top; word-break: break-word; }}
 th {{ background: #f6f8fa; }} .none {{ color: #1b5e20; }}
-#failures td:nth-child(-n+3), th {{ white-space: nowrap; }}
+#failures td:nth-child(-n+3), #decisions td:nth-child(-n+6), th {{ white-space: nowrap; }}
 </style></head>
 <body>
 {body}

@@ -19,8 +19,19 @@ from orchestrator.batch.cache_hits import CacheHitCounter, response_hits
 from orchestrator.batch.chunking import ChunkChoice, choose_chunk_size
 from orchestrator.batch.collector import collector_for
 from orchestrator.batch.driver import BatchDriver, BatchOptions, DriverStats, chunks_of
+from orchestrator.batch.fleet_samples import (
+    DecisionReader,
+    FleetSampler,
+    fleet_decisions,
+    pool_reader,
+)
 from orchestrator.batch.inputs import BatchInputError, InputSource, count_records, read_records
-from orchestrator.batch.output import OutputFiles, errors_path_for, timings_path_for
+from orchestrator.batch.output import (
+    OutputFiles,
+    errors_path_for,
+    fleet_path_for,
+    timings_path_for,
+)
 from orchestrator.batch.record import (
     ACTIVE,
     CANCELLED,
@@ -187,10 +198,13 @@ def drive_run(
     resuming: bool,
     on_progress: RunProgressCallback | None = None,
     reducer: Reducer | None = None,
+    tuner_decisions: DecisionReader | None = None,
 ) -> dict[str, Any]:
     """Run (or finish) ``record`` with the app's workers; return the run's summary.
 
     ``reducer`` runs the reduce (default ``run_reduce``; the API publishes it under its lock).
+    ``tuner_decisions`` reads the tuner's decisions for the pool samples (default: the fleet's
+    decision stream; embedded, the session's tuner journal when the caller passes it).
     """
     runtime = runtime_of(app)
     settings = runtime.settings
@@ -234,6 +248,12 @@ def drive_run(
     driver = BatchDriver(
         app, store, files, collector_for(app, record.run_id), options, stats, progressed
     )
+    sampler = FleetSampler(
+        fleet_path_for(record.out),
+        pool_reader(settings),
+        tuner_decisions or fleet_decisions(settings),
+        skip_empty=settings.mode is Mode.EMBEDDED,
+    ).start()
     try:
         driver.run(chunks_of(records, record.chunk_size, done, record.run_id))
     except RunCancelledError:
@@ -246,6 +266,7 @@ def drive_run(
         )
         raise
     finally:
+        sampler.stop()
         files.close()
     elapsed = time.monotonic() - started
     status = outcome_status(stats.failed_items, stats.done_items) if stats.done_items else "failed"
@@ -285,6 +306,7 @@ def drive_run(
         "out": record.out,
         "errors": record.errors,
         "timings": timings,
+        "fleet": sampler.path,
         "error": error,
         "result": result,
     }

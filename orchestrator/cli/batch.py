@@ -251,8 +251,15 @@ def _run(
                     hits="" if hits is None else f"{hits:,} cache hits",
                 )
 
+            tuner = session.tuner  # embedded: its decisions are in this process
             summary = drive_run(
-                session.app, store, record, request, resuming=resuming, on_progress=on_progress
+                session.app,
+                store,
+                record,
+                request,
+                resuming=resuming,
+                on_progress=on_progress,
+                tuner_decisions=tuner.journal.decisions if tuner is not None else None,
             )
         if report_path is not None:
             from orchestrator.batch.report import write_report

@@ -15,11 +15,21 @@ from typing import Any
 
 import pytest
 
-from orchestrator.batch.charts import bar_chart_svg, histogram, rate_over_time
+from orchestrator.batch.charts import (
+    Marker,
+    bar_chart_svg,
+    histogram,
+    rate_over_time,
+    step_chart_svg,
+)
+from orchestrator.batch.output import fleet_path_for
+from orchestrator.batch.record import RunRecord
+from orchestrator.batch.report import read_report_data, render_report
 from tests.conftest import ROOT
 
 VICTOR = [sys.executable, "-m", "orchestrator.cli", "batch"]
 BAR_RGB = (0x35, 0x72, 0xB0)  # the bars' fill in the report's stylesheet
+POOL_AREA_RGB = (0xE5, 0xDB, 0xFF)  # the fill under the pool-size steps
 
 
 def _cli(args: list[str], cache_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -59,10 +69,99 @@ def test_a_chart_without_data_says_so() -> None:
     assert "no data" in bar_chart_svg([], x_label="x", y_label="y", title="t")
 
 
-@pytest.fixture
-def partial_run(tmp_path: Path) -> tuple[dict[str, Any], Path, Path]:
-    """An embedded run of 600 items, two of them bad, with ``--report``."""
-    lines = [json.dumps({"value": index, "ms": index % 3}) for index in range(600)]
+def test_step_chart_holds_each_value_until_the_next_point() -> None:
+    svg = step_chart_svg(
+        [(0.0, 4), (2.0, 6), (4.0, 6)],
+        [Marker(1.5, "grow", "grow 4->6 & more")],
+        x_label="s",
+        y_label="pool",
+        title="Pool",
+    )
+    line = re.search(r'<path d="([^"]+)" class="step"/>', svg)
+    assert line is not None
+    assert re.fullmatch(r"M[\d.]+ [\d.]+H[\d.]+V[\d.]+H[\d.]+V[\d.]+", line.group(1))
+    assert svg.count('<g class="marker grow">') == 1
+    assert "<title>grow 4-&gt;6 &amp; more</title>" in svg
+
+
+def test_step_chart_breaks_its_line_across_a_gap() -> None:
+    svg = step_chart_svg(
+        [(0.0, 4), (2.0, 4), (60.0, 4), (62.0, 4)], x_label="s", y_label="p", title="t", gap=10
+    )
+    line = re.search(r'<path d="([^"]+)" class="step"/>', svg)
+    assert line is not None and line.group(1).count("M") == 2
+
+
+def _record(tmp_path: Path) -> RunRecord:
+    out = tmp_path / "o.jsonl"
+    out.write_text("")
+    return RunRecord(
+        run_id="r1",
+        tenant="t",
+        fingerprint="f",
+        status="succeeded",
+        skill="noop",
+        input="in.jsonl",
+        out=str(out),
+        errors=str(tmp_path / "o.errors.jsonl"),
+        chunk_size=10,
+    )
+
+
+def test_report_draws_pool_size_with_one_marker_per_applied_resize(tmp_path: Path) -> None:
+    record = _record(tmp_path)
+    start = 1_700_000_000.0
+    samples = [
+        {"at": start + 2 * n, "pool": pool, "workers": 2}
+        for n, pool in enumerate([4, 4, 5, 5, 7, 7, 5])
+    ]
+    decisions = [
+        (start + 3.0, "grow", 4, 5, "applied"),
+        (start + 7.0, "grow", 5, 7, "applied"),
+        (start + 11.0, "shrink", 7, 5, "applied"),
+        (start + 12.0, "shrink", 5, 4, "failed"),  # the pool did not change: table only
+    ]
+    lines = [json.dumps(sample) for sample in samples] + [
+        json.dumps(
+            {
+                "at": at,
+                "decision": {
+                    "worker": "w1@host",
+                    "current": current,
+                    "target": target,
+                    "action": action,
+                    "rule": "climb",
+                    "reason": f"{action} {current}->{target}: the test says so",
+                    "applied": applied,
+                },
+            }
+        )
+        for at, action, current, target, applied in decisions
+    ]
+    Path(fleet_path_for(record.out)).write_text("\n".join(lines) + "\n")
+    page = render_report(read_report_data(record))
+    pool = page.split('id="pool-size"', 1)[1].split("</svg>", 1)[0]
+    assert 'class="step"' in pool and 'class="step-area"' in pool
+    assert pool.count('<g class="marker grow">') == 2
+    assert pool.count('<g class="marker shrink">') == 1
+    assert "<title>3.0 s w1@host: 4-&gt;5 (climb) grow 4-&gt;5: the test says so</title>" in pool
+    table = page.split('id="decisions"', 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr>") == 1 + 4
+    assert "<td>7 → 5</td>" in table and "<td>failed</td>" in table
+    assert "7 samples, 4-7 slots, 4 tuner resizes" in page
+
+
+def test_report_without_a_fleet_file_says_no_pool_samples_were_recorded(tmp_path: Path) -> None:
+    page = render_report(read_report_data(_record(tmp_path)))
+    assert "no pool samples recorded" in page.split('id="pool-size"', 1)[1]
+
+
+@pytest.fixture(scope="module")
+def partial_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, Path]:
+    """An embedded run of 600 items, two of them bad, with ``--report``; long enough (about
+    3 s) for the pool sampler to read the embedded worker's pool more than once."""
+    tmp_path = tmp_path_factory.mktemp("partial_run")
+    lines = [json.dumps({"value": index, "ms": 30 + index % 3}) for index in range(600)]
     lines[10], lines[300] = "{not json", json.dumps({"value": 1, "ms": "x"})
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(lines) + "\n")
@@ -108,7 +207,12 @@ def test_report_shows_the_runs_numbers_failures_and_files(
     assert slowest.count("<tr>") == 1 + 10
     slowest_ms = max(json.loads(line)["ms"] for line in chunk_lines)
     assert f"<td>{slowest_ms:,.1f}</td>" in slowest.split("</tr>", 2)[1]
-    assert page.count("<svg") == 2 and page.count("<rect") >= 2
+    assert page.count("<svg") == 3 and page.count("<rect") >= 2
+    pool = page.split('id="pool-size"', 1)[1].split("</svg>", 1)[0]
+    assert 'class="step"' in pool, "the embedded run recorded no pool samples"
+    samples = [json.loads(line) for line in Path(summary["fleet"]).read_text().splitlines()]
+    pool_sizes = {line["pool"] for line in samples if "pool" in line}
+    assert pool_sizes and min(pool_sizes) >= 1
     assert "<script" not in page and "<link" not in page
     assert not re.search(r"(src|href)=\"https?:", page)
 
@@ -230,5 +334,7 @@ def test_report_renders_in_headless_chromium(
     pixels = [rows[i : i + 3] for i in range(0, len(rows), step)]
     inked = sum(1 for pixel in pixels if pixel != b"\xff\xff\xff")
     bars = sum(1 for pixel in pixels if tuple(pixel) == BAR_RGB)
+    pool_area = sum(1 for pixel in pixels if tuple(pixel) == POOL_AREA_RGB)
     assert inked > 0.02 * len(pixels), "the page rendered blank"
     assert bars > 500, "the charts' bars did not render"
+    assert pool_area > 5000, "the pool-size chart did not render"
