@@ -266,6 +266,10 @@ def run(
         key_prefix=prefix,
         allowed_roots=[ROOT],
         audit_path=oracle,
+        # As the tests' redis_settings: the API runs the probe skills (off by default for
+        # tenants: without this every post is a 403 and the fleet idles) and takes bulk.
+        api_probe_skills_enabled=True,
+        api_max_jobs_in_flight=100_000,
         **{**TIMEOUTS, **API_OVERRIDES, **SHORT_TTLS},
     )
     fleet = Fleet(out, settings)
@@ -317,6 +321,11 @@ def run(
             at += 300
         while (elapsed := time.monotonic() - started) < seconds:
             samples.append({"t_s": round(elapsed, 1), "procs": sample(fleet)})
+            if elapsed > 30 and not any(a.status == 202 for a in list(load.answers)):
+                refused = list(load.answers)[:1]
+                raise RuntimeError(
+                    f"no job accepted in {elapsed:.0f} s: {refused[0] if refused else 'no answer'}"
+                )
             while schedule and elapsed >= schedule[0][0]:
                 _, tag, snap = schedule.pop(0)
                 if tag == "warm":
