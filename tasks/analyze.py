@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from tasks.catalog import AnalyzeCodeInput
+from tasks.file_head import is_binary, read_head
 from tasks.parsing import grammar_for, spec_for
-from workers.core.errors import AccessDeniedError
 from workers.core.paths import confine
 from workers.skills.spec import SkillContext
 
 TODO_PATTERN = re.compile(r"\b(TODO|FIXME)\b")
+_TODO_WORDS = re.compile(r"TODO|FIXME")
 # Marker lines that code generators write near the top (Go's convention, @generated, ...).
 # Only on a line that starts as a comment: a string holding the marker is not a marker.
 GENERATED_PATTERN = re.compile(
@@ -84,51 +85,41 @@ _SPECIAL_NAMES = {"Makefile": (".sh", "make"), "Dockerfile": (".sh", "dockerfile
 def analyze_code(params: AnalyzeCodeInput, context: SkillContext) -> dict[str, Any]:
     """Measure one file; Python files get functions, classes and cyclomatic complexity."""
     path = confine(params.path, context.settings.allowed_roots)
-    if not path.is_file():
-        raise AccessDeniedError(f"path {params.path!r} is not a regular file")
     limit = context.settings.max_file_bytes
-    with path.open("rb") as handle:
-        data = handle.read(limit)
-        size_bytes = len(data) + len(handle.read(1))  # one byte past the limit tells a cut
+    data, size_bytes = read_head(path, limit, shown=params.path)
     digest = hashlib.sha256(data).hexdigest()
     if is_binary(data):
         return {"path": str(path), "language": "binary", "binary": True, "sha256": digest}
-    result = analyze_text(data.decode("utf-8", errors="replace"), path.name, str(path), digest)
+    try:
+        text = data.decode("utf-8")
+        encoded: bytes | None = data  # valid UTF-8: the parser gets these bytes as they are
+    except UnicodeDecodeError:
+        text, encoded = data.decode("utf-8", errors="replace"), None
+    result = analyze_text(text, path.name, str(path), digest, encoded=encoded)
     if size_bytes > limit:
         result["truncated"] = True
-        result["size_bytes"] = path.stat().st_size
+        result["size_bytes"] = size_bytes
         result["analyzed_bytes"] = limit
     return result
 
 
-BINARY_SAMPLE_BYTES = 8192
-_TEXT_CONTROLS = b"\t\n\r\f\b\x1b"
-# Every byte but the control bytes text does not use: deleting these leaves only those.
-_NOT_BINARY_CONTROLS = bytes(range(32, 256)) + _TEXT_CONTROLS
-
-
-def is_binary(data: bytes) -> bool:
-    """True for content that is not text: a NUL byte or over 30% control bytes in its head.
-
-    The same rule as git's and grep's: text files essentially never hold NUL bytes.
-    """
-    sample = data[:BINARY_SAMPLE_BYTES]
-    if b"\0" in sample:
-        return True
-    if not sample:
-        return False
-    controls = len(sample.translate(None, _NOT_BINARY_CONTROLS))
-    return controls / len(sample) > 0.3
-
-
-def analyze_text(text: str, filename: str, shown_path: str, digest: str = "") -> dict[str, Any]:
+def analyze_text(
+    text: str,
+    filename: str,
+    shown_path: str,
+    digest: str = "",
+    *,
+    encoded: bytes | None = None,
+) -> dict[str, Any]:
     """Analyze source text as if it came from ``filename``.
 
     ``functions`` rows are ``[name, line, complexity, end_line, parameters]``; ``parser`` says
-    how the file was read: ``ast``, ``tree-sitter`` or ``lines`` (counted only).
+    how the file was read: ``ast``, ``tree-sitter`` or ``lines`` (counted only). ``encoded``
+    is ``text`` in UTF-8 where the caller has it already (it saves encoding it again).
     """
     language, syntax = _language_of(filename)
-    encoded = text.encode("utf-8", errors="replace")
+    if encoded is None:
+        encoded = text.encode("utf-8", errors="replace")
     result: dict[str, Any] = {
         "path": shown_path,
         "language": language,
@@ -139,8 +130,7 @@ def analyze_text(text: str, filename: str, shown_path: str, digest: str = "") ->
         "functions": [],
         "classes": 0,
     }
-    head = "\n".join(text.split("\n", GENERATED_HEAD_LINES)[:GENERATED_HEAD_LINES])
-    if GENERATED_PATTERN.search(head):
+    if GENERATED_PATTERN.search(_head(text, GENERATED_HEAD_LINES)):
         result["generated"] = True
     spec = spec_for(filename, text)
     grammar = grammar_for(spec) if spec is not None else None
@@ -169,9 +159,35 @@ def analyze_text(text: str, filename: str, shown_path: str, digest: str = "") ->
 
 
 def _count_todos(text: str) -> int:
+    """``TODO_PATTERN``'s matches, found by the words alone and then checked for ``\\b``.
+
+    A pattern that starts with ``\\b`` makes the regex engine try every position; one that
+    starts with a letter lets it skip ahead, several times faster on a large file.
+    """
     if "TODO" not in text and "FIXME" not in text:  # the common case, without the regex
         return 0
-    return len(TODO_PATTERN.findall(text))
+    end = len(text)
+    return sum(
+        1
+        for match in _TODO_WORDS.finditer(text)
+        if (match.start() == 0 or not _is_word(text[match.start() - 1]))
+        and (match.end() == end or not _is_word(text[match.end()]))
+    )
+
+
+def _is_word(character: str) -> bool:
+    """What ``\\w`` matches in a ``str`` pattern: a letter, a digit or the underscore."""
+    return character.isalnum() or character == "_"
+
+
+def _head(text: str, count: int) -> str:
+    """The first ``count`` lines of ``text`` (all of it if it has fewer), without copying it."""
+    end = -1
+    for _ in range(count):
+        end = text.find("\n", end + 1)
+        if end < 0:
+            return text
+    return text[:end]
 
 
 def _language_of(

@@ -168,7 +168,7 @@ ANALYZE_CODE = SkillSpec(
     ),
     input_model=AnalyzeCodeInput,
     implementation="tasks.analyze:analyze_code",
-    version="5",  # 5: C++ headers named .h are measured as C++
+    version="6",  # 6: Swift's catch is a decision; Kotlin methods carry their class's name
     cacheable=True,
     file_param="path",
     keywords=("analyze", "analyse", "code", "complexity", "metrics", "lines", "functions"),

@@ -7,17 +7,26 @@ throwaway server or the configured one under its own key prefix), ``lizard`` ove
 response cache is off for ours, so every round parses every file. The ratio is lizard's time
 over ours on two workers. ``time_by_file`` says where one process's time goes (the heaviest
 files and their share), so a corpus that a few files dominate shows as one.
+
+Each side's CPU seconds are measured too (``cpu_s``: the worker processes' for ours on
+workers, the child's for lizard and cloc). On a shared machine wall times swing with the
+load; CPU seconds barely do, so ``cpu_ratio`` (lizard's CPU seconds over ours per worker) is
+what two free cores would give, and the figure to compare across runs.
 """
 
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from orchestrator.bench.corpus import Corpus, build_corpus
 from orchestrator.bench.environment import bench_redis
@@ -48,13 +57,45 @@ def _analyze_once(settings: Settings, root: Path, files: int) -> float:
     return elapsed
 
 
-def _tool(command: list[str]) -> float:
+def _tool(command: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of one run of ``command``."""
+    cpu_before = _children_cpu_s()
     started = time.perf_counter()
     done = subprocess.run(command, check=False, capture_output=True, timeout=1800)
     elapsed = time.perf_counter() - started
     if done.returncode not in (0, 1):  # lizard exits 1 when a function passes its warning limit
         raise RuntimeError(f"{command[0]} failed ({done.returncode}): {done.stderr[-500:]!r}")
-    return elapsed
+    return elapsed, _children_cpu_s() - cpu_before
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _tree_cpu_s(pids: list[int]) -> float:
+    """User and system CPU seconds of the processes ``pids`` and their children, so far."""
+    total = 0.0
+    for pid in pids:
+        try:
+            main = psutil.Process(pid)
+            processes = [main, *main.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+    return total
+
+
+def _timed_cpu(run: Callable[[], float], cpu_s: Callable[[], float]) -> tuple[float, float]:
+    """``run()``'s own timing, and the CPU seconds ``cpu_s`` counts across it."""
+    before = cpu_s()
+    elapsed = run()
+    return elapsed, cpu_s() - before
 
 
 def _corpus_size(corpus: Corpus) -> tuple[int, int]:
@@ -100,13 +141,18 @@ def _heaviest_files(corpus: Corpus, settings: Settings, count: int = 3) -> dict[
     }
 
 
-def _rates(samples: list[float], files: int, lines: int) -> dict[str, Any]:
+def _rates(
+    samples: list[float], files: int, lines: int, cpu: list[float] | None = None
+) -> dict[str, Any]:
     seconds = summary(samples)
-    return {
+    rates: dict[str, Any] = {
         "seconds": seconds,
         "files_per_s": round(files / seconds["median"], 1),
         "lines_per_s": round(lines / seconds["median"]),
     }
+    if cpu:
+        rates["cpu_s"] = summary(cpu)
+    return rates
 
 
 def run(size: str) -> dict[str, Any]:
@@ -125,6 +171,7 @@ def run(size: str) -> dict[str, Any]:
         response_cache_enabled=False,
     )
     samples: dict[str, list[float]] = {"embedded": [], "workers": [], "lizard": [], "cloc": []}
+    cpu: dict[str, list[float]] = {name: [] for name in samples}
     has_cloc = shutil.which("cloc") is not None
     lizard = [sys.executable, "-m", "lizard", str(root)]
     cloc = ["cloc", "--quiet", "--skip-uniqueness", str(root)]
@@ -137,23 +184,39 @@ def run(size: str) -> dict[str, Any]:
             )
         distributed = env.settings(allowed_roots=[root], response_cache_enabled=False)
         _analyze_once(distributed, root, files)  # warm: workers import the skill, grammars load
+        worker_pids = [worker.pid for worker in env.workers]
         for _ in range(rounds):
-            samples["embedded"].append(_analyze_once(embedded, root, files))
-            samples["workers"].append(_analyze_once(distributed, root, files))
-            samples["lizard"].append(_tool(lizard))
+            measured = {
+                "embedded": _timed_cpu(
+                    lambda: _analyze_once(embedded, root, files), time.process_time
+                ),
+                "workers": _timed_cpu(
+                    lambda: _analyze_once(distributed, root, files),
+                    lambda: _tree_cpu_s(worker_pids),
+                ),
+                "lizard": _tool(lizard),
+            }
             if has_cloc:
-                samples["cloc"].append(_tool(cloc))
+                measured["cloc"] = _tool(cloc)
+            for name, (elapsed, cpu_s) in measured.items():
+                samples[name].append(elapsed)
+                cpu[name].append(cpu_s)
     profile = _heaviest_files(corpus, embedded)
-    ours = _rates(samples["workers"], files, lines)
-    peer = _rates(samples["lizard"], files, lines)
+    ours = _rates(samples["workers"], files, lines, cpu["workers"])
+    peer = _rates(samples["lizard"], files, lines, cpu["lizard"])
     result: dict[str, Any] = {
-        "unit": "s per corpus (median); files/s and lines/s",
+        "unit": "s per corpus (median); files/s and lines/s; cpu_s: CPU seconds per corpus",
         "ratio": peer["seconds"]["median"] / ours["seconds"]["median"],
         "ratio_is": "speedup: lizard's time / ours on two workers",
+        "cpu_ratio": peer["cpu_s"]["median"] / (ours["cpu_s"]["median"] / WORKERS),
+        "cpu_ratio_is": (
+            "lizard's CPU seconds / ours per worker: the speedup on two free cores, if the "
+            "work splits evenly"
+        ),
         "ours": ours,
         "peer": peer,
         "peer_is": "lizard, one process (functions and CCN)",
-        "embedded": _rates(samples["embedded"], files, lines),
+        "embedded": _rates(samples["embedded"], files, lines, cpu["embedded"]),
         "embedded_ratio": peer["seconds"]["median"] / summary(samples["embedded"])["median"],
         "workers": WORKERS,
         "files": files,
@@ -165,7 +228,7 @@ def run(size: str) -> dict[str, Any]:
         "time_by_file": profile,
     }
     if has_cloc:
-        cloc_rates = _rates(samples["cloc"], files, lines)
+        cloc_rates = _rates(samples["cloc"], files, lines, cpu["cloc"])
         result["cloc"] = cloc_rates
         both = summary([a + b for a, b in zip(samples["lizard"], samples["cloc"], strict=True)])
         result["lizard_plus_cloc_ratio"] = both["median"] / ours["seconds"]["median"]

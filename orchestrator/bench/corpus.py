@@ -2,9 +2,11 @@
 
 Nobody here wrote it: Debian packages (Go's standard library from ``golang-1.19-src``, Rust's
 ``alloc`` and ``core`` from ``rust-src``, Ruby's standard library from ``libruby3.1``, Symfony
-Console from ``php-symfony-console``), an npm package (``rxjs`` 7.8.1, TypeScript sources), a
-Python source distribution (Brotli 1.1.0, C), and what this machine already holds (npm's own
-JavaScript, libstdc++'s headers for C++, the JDK's ``src.zip`` for Java). Each language's files
+Console from ``php-symfony-console``, Bash from ``bash-completion``'s completion scripts), npm
+packages (``rxjs`` 7.8.1, TypeScript sources; ``expo-modules-core`` 2.2.3, whose Android and
+iOS sources are Kotlin and Swift), Python source distributions (Brotli 1.1.0, C; greenlet
+3.1.1, C++; pythonnet 3.0.5, whose runtime is C#), and what this machine already holds (npm's
+own JavaScript, the JDK's ``src.zip`` for Java). Each language's files
 are copied under ``~/.cache/victor-corpus/<size>/<language>/`` with a canonical extension, so
 every tool sees the same files and classifies them the same way. A source that cannot be had
 is left out and named in ``missing``.
@@ -35,6 +37,10 @@ EXTENSIONS = {
     "cpp": ".cpp",
     "ruby": ".rb",
     "php": ".php",
+    "csharp": ".cs",
+    "kotlin": ".kt",
+    "swift": ".swift",
+    "shell": ".sh",
 }
 
 
@@ -156,6 +162,16 @@ def _sdist(requirement: str, pattern: str) -> Callable[[], Iterator[Path]]:
     return find
 
 
+def _no_links(finder: Callable[[], Iterator[Path]]) -> Callable[[], Iterator[Path]]:
+    """``finder``'s files less its symbolic links (a package that links one script under
+    several names would put copies of it in the corpus)."""
+
+    def find() -> Iterator[Path]:
+        return (path for path in finder() if not path.is_symlink())
+
+    return find
+
+
 def _local(directory: str, pattern: str) -> Callable[[], Iterator[Path]]:
     def find() -> Iterator[Path]:
         return iter(sorted(Path(directory).glob(pattern)))
@@ -188,4 +204,8 @@ _SOURCES: dict[str, Callable[[], Iterator[Path]]] = {
     "cpp": _sdist("greenlet==3.1.1", "greenlet-3.1.1/src/greenlet/**/*.[ch]pp"),
     "ruby": _debian("libruby3.1", "usr/lib/ruby/3.1.0/**/*.rb"),
     "php": _debian("php-symfony-console", "usr/share/php/Symfony/Component/Console/**/*.php"),
+    "csharp": _sdist("pythonnet==3.0.5", "pythonnet-3.0.5/src/runtime/**/*.cs"),
+    "kotlin": _npm("expo-modules-core@2.2.3", "package/android/**/*.kt"),
+    "swift": _npm("expo-modules-core@2.2.3", "package/ios/**/*.swift"),
+    "shell": _no_links(_debian("bash-completion", "usr/share/bash-completion/completions/*")),
 }

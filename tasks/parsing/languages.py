@@ -240,8 +240,9 @@ SPECS: tuple[LanguageSpec, ...] = (
         ),
         classes=frozenset({"class_declaration", "protocol_declaration"}),
         comments=frozenset({"comment", "multiline_comment"}),
-        decision_tokens=frozenset({"if", "for", "while", "catch", "guard", "case", "&&", "||"}),
-        decision_nodes=frozenset({"ternary_expression"}),
+        decision_tokens=frozenset({"if", "for", "while", "guard", "case", "&&", "||"}),
+        # The Swift grammar's ``catch`` is a named node, not a token.
+        decision_nodes=frozenset({"ternary_expression", "catch_keyword"}),
         needs_body=frozenset({"function_declaration"}),
         extensions=(".swift",),
     ),

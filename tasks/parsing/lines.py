@@ -9,6 +9,10 @@ and nested block comments are already resolved.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tree_sitter import Node
 
 # (start row, start column, end row, end column); columns are byte offsets, end exclusive.
 Span = tuple[int, int, int, int]
@@ -43,9 +47,16 @@ def count_lines(lines: list[bytes], comment_spans: Iterable[Span]) -> dict[str, 
     blank = sum(1 for line in lines if not line.strip())
     comment = sum(1 for row in whole if lines[row].strip())
     for row, spans in partial.items():
+        if row in whole:
+            continue
         line = lines[row]
-        if row not in whole and line.strip() and not _code_outside(line, spans):
-            comment += 1
+        if len(spans) == 1:  # the common case, without sorting
+            start, end = spans[0]
+            if line[end:].strip() or line[:start].strip() or not line.strip():
+                continue
+        elif not line.strip() or _code_outside(line, spans):
+            continue
+        comment += 1
     code = len(lines) - blank - comment
     return {"lines": len(lines), "code": code, "comment": comment, "blank": blank, "docstring": 0}
 
@@ -58,3 +69,12 @@ def _code_outside(line: bytes, spans: list[tuple[int, int]]) -> bool:
             return True
         position = max(position, end)
     return bool(line[position:].strip())
+
+
+def count_comment_lines(source: bytes, comments: Iterable[Node]) -> dict[str, int]:
+    """``count_lines`` of ``source`` with the spans of the syntax tree's comment ``nodes``."""
+    spans = [
+        (*node.start_point, *node.end_point)  # (row, column) pairs
+        for node in comments
+    ]
+    return count_lines(split_lines(source), spans)

@@ -9,11 +9,10 @@ closure that the language's spec does not list as a function adds to the functio
 from __future__ import annotations
 
 import re
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from tasks.parsing.grammars import Grammar
-from tasks.parsing.lines import count_lines, split_lines
+from tasks.parsing.lines import count_comment_lines
 
 if TYPE_CHECKING:
     from tree_sitter import Node, Range, Tree
@@ -72,45 +71,111 @@ def measure_source(source: bytes, grammar: Grammar) -> dict[str, Any]:
     captures = QueryCursor(grammar.query).captures(tree.root_node)
     function_nodes = [
         node
-        for node in captures.get("function", [])
+        for node in captures.get("function", ())
         if node.type not in spec.needs_body or _has_body(node)
     ]
-    function_ids = {node.id for node in function_nodes}
-    decisions = Counter[int]()
-    for node in captures.get("decision", []):
-        if node.type == "case_item" and _is_catch_all(node):
-            continue
-        decisions[_owner(node, function_ids)] += 1
-    for node in captures.get("arms", []):
-        arms = sum(1 for child in node.named_children if child.type in _ARM_KINDS)
-        if arms > 1:
-            decisions[_owner(node, function_ids)] += arms - 1
-    classes = [
-        node
-        for node in captures.get("class", [])
-        if node.type not in spec.class_needs_body or node.child_by_field_name("body") is not None
+    class_nodes = captures.get("class", [])
+    # Nesting from byte ranges, not parent links: a node's parent is found by a walk down
+    # from the root, so walking up from every decision cost more than the query.
+    starts = [node.start_byte for node in function_nodes]
+    ends = [node.end_byte for node in function_nodes]
+    # Outer before inner where two start at the same byte.
+    function_spans = sorted(
+        zip(starts, ends, range(len(function_nodes)), strict=True),
+        key=lambda span: (span[0], -span[1], span[2]),
+    )
+    decisions = [0] * (len(function_nodes) + 1)  # the last slot is file level
+    decision_nodes = captures.get("decision", ())
+    counted = [
+        (node.start_byte, node.end_byte)
+        for node in decision_nodes
+        if node.type != "case_item" or not _is_catch_all(node)
     ]
-    functions: list[list[Any]] = []
-    for node in sorted(function_nodes, key=lambda item: item.start_byte):
-        functions.append(
-            [
-                _qualified_name(node, function_ids, frozenset(spec.classes)),
-                node.start_point[0] + 1,
-                1 + decisions[node.id],
-                node.end_point[0] + 1,
-                _parameter_count(node),
-            ]
-        )
-    spans = [
-        (node.start_point[0], node.start_point[1], node.end_point[0], node.end_point[1])
-        for node in captures.get("comment", [])
+    for owner in _innermost(counted, function_spans, len(function_nodes)):
+        decisions[owner] += 1
+    arm_nodes = captures.get("arms", ())
+    if arm_nodes:
+        arm_ranges = [(node.start_byte, node.end_byte) for node in arm_nodes]
+        owners = _innermost(arm_ranges, function_spans, len(function_nodes))
+        for node, owner in zip(arm_nodes, owners, strict=True):
+            arms = sum(1 for child in node.named_children if child.type in _ARM_KINDS)
+            if arms > 1:
+                decisions[owner] += arms - 1
+    names = _qualified_names(function_nodes, class_nodes)
+    functions: list[list[Any]] = [
+        [
+            names[index],
+            function_nodes[index].start_point[0] + 1,
+            1 + decisions[index],
+            function_nodes[index].end_point[0] + 1,
+            _parameter_count(function_nodes[index]),
+        ]
+        for index in sorted(range(len(function_nodes)), key=starts.__getitem__)
     ]
-    result: dict[str, Any] = count_lines(split_lines(source), spans)
+    result: dict[str, Any] = count_comment_lines(source, captures.get("comment", ()))
     result["functions"] = functions
-    result["classes"] = len(classes)
+    result["classes"] = sum(
+        1
+        for node in class_nodes
+        if node.type not in spec.class_needs_body or node.child_by_field_name("body") is not None
+    )
     if tree.root_node.has_error:
         result["parse_error"] = "syntax errors (tree-sitter recovered; measures are partial)"
     return result
+
+
+def _innermost(
+    ranges: list[tuple[int, int]], spans: list[tuple[int, int, int]], outside: int
+) -> list[int]:
+    """For each node's ``(start, end)`` byte range, the index of the innermost span around it.
+
+    ``spans`` are ``(start, end, index)`` sorted by start, outer first, nested as syntax-tree
+    nodes are (two are disjoint or one holds the other); ``outside`` for a node in none. A span
+    that starts with the node but ends inside it is the node's child (``function(){}() ? a :
+    b``), not its owner.
+    """
+    owners = [outside] * len(ranges)
+    if not spans:
+        return owners
+    order = sorted(range(len(ranges)), key=ranges.__getitem__)
+    stack: list[tuple[int, int]] = []  # (end, index), innermost last
+    next_span = 0
+    for position in order:
+        start, end = ranges[position]
+        while next_span < len(spans) and spans[next_span][0] <= start:
+            span_start, span_end, index = spans[next_span]
+            while stack and stack[-1][0] <= span_start:
+                stack.pop()
+            stack.append((span_end, index))
+            next_span += 1
+        while stack and stack[-1][0] <= start:
+            stack.pop()
+        depth = len(stack) - 1
+        while depth >= 0 and stack[depth][0] < end:
+            depth -= 1
+        if depth >= 0:
+            owners[position] = stack[depth][1]
+    return owners
+
+
+def _qualified_names(function_nodes: list[Node], class_nodes: list[Node]) -> list[str]:
+    """``Outer.method`` style per function: the enclosing classes and functions, then its own."""
+    scopes = sorted(
+        [(node.start_byte, -node.end_byte, 0, index) for index, node in enumerate(function_nodes)]
+        + [(node.start_byte, -node.end_byte, 1, index) for index, node in enumerate(class_nodes)]
+    )
+    names = [ANONYMOUS] * len(function_nodes)
+    stack: list[tuple[int, str]] = []  # (end, qualified name), innermost last
+    for start, negative_end, is_class, index in scopes:
+        while stack and stack[-1][0] <= start:
+            stack.pop()
+        node = class_nodes[index] if is_class else function_nodes[index]
+        own = _name_of(node)
+        qualified = f"{stack[-1][1]}.{own}" if stack else own
+        if not is_class:
+            names[index] = qualified
+        stack.append((-negative_end, qualified))
+    return names
 
 
 def parse_without_data_tables(source: bytes, grammar: Grammar) -> Tree:
@@ -160,27 +225,6 @@ def _is_catch_all(case_item: Node) -> bool:
     return value is not None and value.text == b"*"
 
 
-def _owner(node: Node, function_ids: set[int]) -> int:
-    """The id of the innermost function around ``node``; 0 at file level."""
-    parent = node.parent
-    while parent is not None:
-        if parent.id in function_ids:
-            return int(parent.id)
-        parent = parent.parent
-    return 0
-
-
-def _qualified_name(node: Node, function_ids: set[int], class_kinds: frozenset[str]) -> str:
-    """``Outer.method`` style: the names of enclosing classes and functions, then its own."""
-    parts = [_name_of(node)]
-    parent = node.parent
-    while parent is not None:
-        if parent.id in function_ids or parent.type in class_kinds:
-            parts.append(_name_of(parent))
-        parent = parent.parent
-    return ".".join(reversed(parts))
-
-
 def _name_of(node: Node) -> str:
     named = node.child_by_field_name("name")
     if named is not None:
@@ -194,7 +238,7 @@ def _name_of(node: Node) -> str:
             return _first_name(declarator)
         declarator = inner
     for child in node.named_children:  # grammars without a ``name`` field (Kotlin)
-        if child.type == "simple_identifier":
+        if child.type in ("simple_identifier", "type_identifier"):
             return _text(child)
         if child.type in _PARAMETER_LISTS:
             break

@@ -29,6 +29,10 @@ CLOC_LANGUAGES = {
     "cpp": "C++",
     "ruby": "Ruby",
     "php": "PHP",
+    "csharp": "C#",
+    "kotlin": "Kotlin",
+    "swift": "Swift",
+    "shell": "Bourne Shell",
 }
 
 
@@ -38,6 +42,8 @@ class LanguageAgreement:
 
     language: str
     files: int = 0
+    # False where lizard has no reader for the language (Bash): only cloc is compared.
+    lizard_reads: bool = True
     ours_functions: int = 0
     lizard_functions: int = 0
     matched: int = 0
@@ -64,10 +70,10 @@ class LanguageAgreement:
             "language": self.language,
             "files": self.files,
             "functions_ours": self.ours_functions,
-            "functions_lizard": self.lizard_functions,
-            "function_diff_pct": round(100 * self.function_diff, 2),
+            "functions_lizard": self.lizard_functions if self.lizard_reads else None,
+            "function_diff_pct": round(100 * self.function_diff, 2) if self.lizard_reads else None,
             "matched": self.matched,
-            "ccn_equal_pct": round(100 * self.ccn_equal_share, 2),
+            "ccn_equal_pct": round(100 * self.ccn_equal_share, 2) if self.lizard_reads else None,
             **{
                 f"{kind}_diff_pct": round(100 * self.line_diff(kind), 2)
                 for kind in ("code", "comment", "blank")
@@ -80,6 +86,7 @@ class LanguageAgreement:
 def compare(corpus: Corpus) -> dict[str, LanguageAgreement]:
     """Agreement per language over every file of ``corpus``."""
     import lizard
+    from lizard_languages import get_reader_for
 
     cloc = _cloc(corpus.root)
     results: dict[str, LanguageAgreement] = {}
@@ -91,8 +98,12 @@ def compare(corpus: Corpus) -> dict[str, LanguageAgreement]:
             agreement.files += 1
             for kind in ("code", "comment", "blank"):
                 agreement.ours_lines[kind] += int(ours[kind])
-            theirs = lizard.analyze_file.analyze_source_code(str(path), text).function_list
             agreement.ours_functions += len(ours["functions"])
+            # Without a reader of its own lizard falls back to its C reader: no comparison.
+            if get_reader_for(path.name) is None:
+                agreement.lizard_reads = False
+                continue
+            theirs = lizard.analyze_file.analyze_source_code(str(path), text).function_list
             agreement.lizard_functions += len(theirs)
             _match(agreement, path.name, ours["functions"], theirs)
         agreement.cloc_lines = cloc.get(CLOC_LANGUAGES[language], {})

@@ -9,7 +9,13 @@ files of Go's standard library (bufio, bytes, sort, strings... from Debian's gol
 Rust's ``alloc`` (rust-src 1.63), the JDK's ``java.util`` (the machine's src.zip), Brotli's C
 library (its 1.1.0 source distribution), greenlet's C++ (3.1.1 source distribution), npm's own
 ``lib`` (JavaScript), rxjs 7.8.1's sources (TypeScript), Ruby 3.1's standard library
-(libruby3.1) and Symfony Console (php-symfony-console). The soak run takes 400 files each.
+(libruby3.1), Symfony Console (php-symfony-console), pythonnet 3.0.5's runtime (C#, its source
+distribution), expo-modules-core 2.2.3's Android and iOS sources (Kotlin and Swift, npm) and
+bash-completion's completion scripts (Bash, Debian). The soak run takes 400 files each (fewer
+where a source has fewer: 148 C#, 188 Kotlin, 167 Swift files).
+
+lizard has no Bash reader (it would fall back to its C reader), so Bash is compared with cloc
+only: its function and complexity cases skip.
 
 Where the tools disagree beyond the tolerance, the case is an expected failure naming the
 kind of disagreement and the tool that is right (strict: it fails once the tools agree, so
@@ -27,6 +33,19 @@ the note cannot go stale):
   an "or"; and it does not count Ruby's ``unless``: lizard is wrong in each.
 - cloc counts comment markers inside a Go raw string (a template in ``gen_sort_variants.go``)
   as comments: cloc is wrong; the syntax tree knows it is a string.
+- lizard counts every C# ``?`` as a ternary: nullable types (``string? s``) and null-conditional
+  access (``s?.Trim()``); ``static int F(string? s) { string? t = s?.Trim(); if (t == null)
+  ... }`` is 4 for lizard, 2 for us: lizard is wrong.
+- lizard misses Kotlin extension functions: ``fun String.shout(): String { ... }`` is no
+  function to it: lizard is wrong.
+- tree-sitter-swift cannot parse an ``#if`` between the cases of a ``switch`` and recovers by
+  losing every function after it (``func f(x: Int) { switch x { #if os(iOS) case 1: ... #endif
+  default: return } }`` followed by ``func g() {}``: we find neither, lizard both): we are
+  wrong. lizard also counts property accessors (``get {}``, ``didSet {}``) as functions; we do
+  not.
+- (small corpus only) tree-sitter-bash cannot parse a bracket expression inside an extglob in
+  ``[[ ]]`` (``[[ $x == @(a|[rw]) ]]``) and recovers by taking the comments after it as words
+  (7z's completion): we are wrong; cloc is right.
 
 Only on the full corpus (``make soak``):
 
@@ -57,7 +76,10 @@ pytest.importorskip("tree_sitter_language_pack")
 FUNCTION_TOLERANCE = 0.03
 CCN_EQUAL_MINIMUM = 0.95
 LINE_TOLERANCE = 0.02
-LANGUAGES = ("javascript", "typescript", "go", "rust", "java", "c", "cpp", "ruby", "php")
+LANGUAGES = (
+    *("javascript", "typescript", "go", "rust", "java", "c", "cpp", "ruby", "php"),
+    *("csharp", "kotlin", "swift", "shell"),
+)
 
 KNOWN = {
     ("javascript", "functions"): "lizard misses methods after class fields and #private ones",
@@ -68,6 +90,13 @@ KNOWN = {
     ("ruby", "ccn"): "lizard counts ? in predicate names (nil?) and skips unless",
     ("php", "ccn"): "lizard counts ?type nullable declarations as ternaries",
     ("go", "comment"): "cloc counts comment markers inside a raw string as comments",
+    ("csharp", "ccn"): "lizard counts ? in nullable types (string?) and ?. as ternaries",
+    ("kotlin", "functions"): "lizard misses extension functions (fun String.shout())",
+    ("swift", "functions"): "ours: tree-sitter-swift loses the functions after an #if in a switch",
+}
+# Only on the small corpus: one file is a larger share of it.
+KNOWN_SMALL = {
+    ("shell", "comment"): "ours: tree-sitter-bash loses comments after @(a|[rw]) in [[ ]]",
 }
 KNOWN_FULL = {
     ("javascript", "comment"): "cloc opens a block comment at /* inside a template literal",
@@ -101,6 +130,8 @@ def check(results: dict[str, LanguageAgreement], language: str, measure: str) ->
     if language not in results:
         pytest.skip(f"no {language} sources could be had on this machine")
     found = results[language]
+    if measure in ("functions", "ccn") and not found.lizard_reads:
+        pytest.skip(f"lizard has no reader for {language}: only its lines are compared (cloc)")
     if measure == "functions":
         assert found.lizard_functions > 0
         assert found.function_diff <= FUNCTION_TOLERANCE, found.row()
@@ -113,7 +144,7 @@ def check(results: dict[str, LanguageAgreement], language: str, measure: str) ->
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("language", "measure"), cases(KNOWN))
+@pytest.mark.parametrize(("language", "measure"), cases({**KNOWN, **KNOWN_SMALL}))
 def test_agrees_with_lizard_and_cloc(language: str, measure: str) -> None:
     check(agreement("small"), language, measure)
 

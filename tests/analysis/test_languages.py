@@ -222,6 +222,71 @@ def test_each_language_finds_functions_and_complexity(
     assert functions(result) == expected
 
 
+def test_swift_catch_clauses_are_decisions() -> None:
+    result = analyze(
+        """
+        func load() -> Int {
+            do {
+                return try read()
+            } catch let error as ReadError {
+                return 1
+            } catch {
+                return 0
+            }
+        }
+        """,
+        "load.swift",
+    )
+    assert functions(result) == {"load": (1, 3, 9, 0)}
+
+
+def test_a_decision_that_starts_with_a_function_belongs_to_the_enclosing_one() -> None:
+    result = analyze(
+        """
+        function outer(a) {
+          return function () { return a; }() ? 1 : 2;
+        }
+        """,
+        "iife.js",
+    )
+    assert functions(result) == {"outer": (1, 2, 3, 1), "outer.(anonymous)": (2, 1, 2, 0)}
+
+
+def test_kotlin_methods_are_named_after_their_class_or_object() -> None:
+    result = analyze(
+        """
+        object Registry {
+            fun add(x: Int) {}
+        }
+        class Box<T> : Base() {
+            fun String.shout(): String { return this }
+        }
+        """,
+        "names.kt",
+    )
+    assert list(functions(result)) == ["Registry.add", "Box.shout"]
+
+
+def test_every_decision_token_is_a_token_of_its_grammar() -> None:
+    """A keyword the grammar models as a named node (Swift's ``catch_keyword``) would be left
+    out of the query without a word; the spec names the node instead."""
+    from tree_sitter_language_pack import get_language
+
+    from tasks.parsing import SPECS
+
+    # Keywords shared by the C-like specs that these grammars do not have at all.
+    absent = {("go", "catch"), ("go", "while"), ("rust", "case"), ("rust", "catch")}
+    absent |= {("c", "catch")}
+    unknown = [
+        (spec.name, token)
+        for spec in SPECS
+        for token in sorted(spec.decision_tokens)
+        if not get_language(spec.grammar).id_for_node_kind(token, False)  # type: ignore[arg-type]
+        and (spec.name, token) not in absent
+    ]
+    assert unknown == []
+
+
 def test_language_without_a_grammar_is_only_counted() -> None:
     result = analyze("-- a comment\nselect 1;\n", "q.sql")
     assert (result["parser"], result["language"]) == ("lines", "sql")
