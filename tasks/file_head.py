@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 from workers.core.errors import AccessDeniedError
+from workers.core.paths import not_a_file
 
 
 def read_head(path: Path, limit: int, shown: str) -> tuple[bytes, int]:
@@ -18,7 +19,7 @@ def read_head(path: Path, limit: int, shown: str) -> tuple[bytes, int]:
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError) as exc:
-        raise AccessDeniedError(f"path {shown!r} is not a regular file") from exc
+        raise not_a_file(path, shown) from exc
     try:
         status = os.fstat(descriptor)
         if not stat.S_ISREG(status.st_mode):

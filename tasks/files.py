@@ -6,8 +6,7 @@ import hashlib
 from typing import Any
 
 from tasks.catalog import ReadFileInput
-from workers.core.errors import AccessDeniedError
-from workers.core.paths import confine
+from workers.core.paths import confine, not_a_file
 from workers.skills.spec import SkillContext
 
 
@@ -15,7 +14,7 @@ def read_file(params: ReadFileInput, context: SkillContext) -> dict[str, Any]:
     """Return the file's text (decoded as UTF-8 with replacement), size and sha256."""
     path = confine(params.path, context.settings.allowed_roots)
     if not path.is_file():
-        raise AccessDeniedError(f"path {params.path!r} is not a regular file")
+        raise not_a_file(path, params.path)
     limit = min(
         params.max_bytes or context.settings.max_file_bytes, context.settings.max_file_bytes
     )

@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 from tasks.catalog import SearchCodeInput
-from workers.core.errors import AccessDeniedError, SkillInputError
-from workers.core.paths import confine
+from workers.core.errors import SkillInputError
+from workers.core.paths import confine, not_a_file
 from workers.skills.spec import SkillContext
 
 
@@ -15,7 +15,7 @@ def search_code(params: SearchCodeInput, context: SkillContext) -> dict[str, Any
     """Return ``{"path", "matches": [[line, text], ...], "truncated"}``."""
     path = confine(params.path, context.settings.allowed_roots)
     if not path.is_file():
-        raise AccessDeniedError(f"path {params.path!r} is not a regular file")
+        raise not_a_file(path, params.path)
     flags = re.IGNORECASE if params.ignore_case else 0
     source = params.pattern if params.regex else re.escape(params.pattern)
     try:

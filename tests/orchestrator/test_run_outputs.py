@@ -36,13 +36,15 @@ def test_a_goal_whose_items_all_fail_shows_them_and_writes_them_with_out(
     assert job["status"] == "failed"
     [step] = job["steps"]
     assert (step["items"], step["succeeded"], step["failed"]) == (2, 0, 2)
-    assert "2 x AccessDeniedError: path '...' is not a regular file" in flat(result.stderr)
+    assert "2 x AccessDeniedError: path '...' does not exist (looked for '...')" in flat(
+        result.stderr
+    )
     lines = [json.loads(line) for line in (tmp_path / "outcomes.jsonl").read_text().splitlines()]
     assert [(line["index"], line["ok"], line["item"]) for line in lines] == [
         (0, False, {"path": "a.txt"}),
         (1, False, {"path": "b.txt"}),
     ]
-    assert lines[1]["error"] == "path 'b.txt' is not a regular file"
+    assert lines[1]["error"] == f"path 'b.txt' does not exist (looked for '{tmp_path / 'b.txt'}')"
     assert lines[1]["type"] == "AccessDeniedError"
 
 

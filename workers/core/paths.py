@@ -31,3 +31,11 @@ def confine(path: str, roots: Sequence[Path]) -> Path:
         f"path {path!r} resolves to {str(resolved)!r}, outside the allowed roots ({shown}); "
         "add its directory to VICTOR_ALLOWED_ROOTS or pass a path inside them"
     )
+
+
+def not_a_file(path: Path, shown: str) -> AccessDeniedError:
+    """The error for a confined ``path`` that cannot be read as a file: it is missing, or it is
+    a directory, a FIFO or a device (``shown`` is the path as the caller gave it)."""
+    if not path.exists():
+        return AccessDeniedError(f"path {shown!r} does not exist (looked for {str(path)!r})")
+    return AccessDeniedError(f"path {shown!r} is not a regular file")
