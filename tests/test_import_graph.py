@@ -158,7 +158,8 @@ def graph() -> dict[str, set[str]]:
 
 def test_the_graph_sees_the_packages(graph: dict[str, set[str]]) -> None:
     assert "workers.core.errors" in graph and "orchestrator.cli" in graph
-    assert "workers.core.errors" in graph["tasks.files"]
+    assert "workers.core.errors" in graph["workers.core.paths"]
+    assert "workers.core.paths" in graph["tasks.files"]
 
 
 def test_no_import_cycle_between_modules(graph: dict[str, set[str]]) -> None:
