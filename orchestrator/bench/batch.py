@@ -316,6 +316,7 @@ def run(size: str) -> dict[str, Any]:
         "repeats": repeats,
         "workers": "two worker processes each (ours: two Celery workers, one pool process each)",
         "notes": notes,
-        "chunk_size": "the run's default (Settings.chunk_size) unless larger_chunks says",
+        "chunk_size": "the run's own choice (from the skill's observed time per item; "
+        "orchestrator.batch.chunking) unless larger_chunks says",
         "target": "ratio >= 10 over the fastest per-item task queue",
     }
