@@ -109,8 +109,10 @@ def dispatch_plan(
         return handle
     chorded = plan.reduce is not None and runtime.settings.mode is Mode.DISTRIBUTED
     chained = plan.strategy == "sequential" and len(plan.steps) > 1
-    # Outcomes live in the ledger; only Celery's joins (a chord, or a chain of groups, which
-    # Celery turns into chords) need them in the result backend too.
+    # Outcomes live in the ledger, and the reduce reads them there. A chord's join only counts
+    # its parts (the Redis backend does so with or without stored results), so the header keeps
+    # its outcomes out of the result backend; a chain of groups (Celery turns it into chords
+    # that pass results on) still stores them.
     signatures = [
         app.signature(
             BATCH_TASK,
@@ -118,7 +120,7 @@ def dispatch_plan(
             kwargs={"job_id": job_id},
             task_id=task_id,
             immutable=True,
-            ignore_result=not (chorded or chained),
+            ignore_result=not chained,
             headers={TENANT_HEADER: tenant},  # workers key their cache entries by it
         )
         for task_id, (_, skill, items) in zip(task_ids, chunks, strict=True)
@@ -126,10 +128,14 @@ def dispatch_plan(
     canvas = _canvas(plan, signatures)
     reduce_sig = None
     if plan.reduce is not None:
+        # Immutable: with a job id the reduce reads the outcomes from the ledger, so the chord
+        # need not send every header result again in the reduce's message.
         reduce_sig = app.signature(
             REDUCE_TASK,
+            args=([],),
             kwargs={"skill": plan.reduce.skill, "params": plan.reduce.params, "job_id": job_id},
             task_id=f"{job_id}.reduce",
+            immutable=True,
         )
     runtime.ledger.set_status(job_id, "running")
     with app.producer_or_acquire() as producer:
