@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
@@ -14,7 +15,8 @@ from orchestrator.api.jobs import MAX_REPORTED_PROBLEMS
 from orchestrator.api.models import BatchSpec
 from orchestrator.api.quotas import PROBE_SKILLS
 from orchestrator.api.services import Services
-from workers.core.errors import ScopeError
+from workers.core.errors import AccessDeniedError, ScopeError
+from workers.core.paths import confine
 from workers.skills.spec import SkillSpec
 
 
@@ -56,7 +58,7 @@ def check_spec(services: Services, spec: BatchSpec) -> SkillSpec:
         )
         raise RequestValidationError([_problem(("items",), message, "too_many_items")])
     skill = registry.get(spec.skill)
-    problems = _item_problems(skill, spec)
+    problems = _item_problems(skill, spec, settings.allowed_roots)
     if spec.reduce is not None:
         reduce = registry.get(spec.reduce)
         try:
@@ -71,15 +73,28 @@ def check_spec(services: Services, spec: BatchSpec) -> SkillSpec:
     return skill
 
 
-def _item_problems(skill: SkillSpec, spec: BatchSpec) -> list[dict[str, Any]]:
-    """Each item merged over ``params`` against the skill's input model; a field that comes
-    from ``params`` is named there, once."""
+def _item_problems(skill: SkillSpec, spec: BatchSpec, roots: list[Path]) -> list[dict[str, Any]]:
+    """Each item merged over ``params`` against the skill's input model, and its file against
+    the allowed roots, as the jobs route checks a goal's items; a field that comes from
+    ``params`` is named there, once."""
     problems: list[dict[str, Any]] = []
     seen: set[tuple[Any, ...]] = set()
     hint = f"(skill {skill.name!r}; its input schema is at GET /v1/skills)"
     for index, item in enumerate(spec.items):
         try:
-            skill.input_model.model_validate({**spec.params, **item})
+            model = skill.input_model.model_validate({**spec.params, **item})
+            if skill.file_param:
+                confine(str(getattr(model, skill.file_param)), roots)
+        except AccessDeniedError as exc:
+            field = skill.file_param or "path"
+            outside: tuple[Any, ...] = (
+                ("params", field)
+                if field in spec.params and field not in item
+                else ("items", index, field)
+            )
+            if outside not in seen:
+                seen.add(outside)
+                problems.append(_problem(outside, str(exc), "path_not_allowed"))
         except ValidationError as exc:
             for error in exc.errors():
                 location = tuple(error["loc"])

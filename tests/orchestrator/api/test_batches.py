@@ -158,6 +158,12 @@ def test_an_item_that_does_not_fit_the_skill_is_422_naming_the_field(fleet) -> N
     assert fields == ["params.ms"]
     unknown = client.post("/v1/batches", json={"skill": "slep", "items": [{}]}).json()["error"]
     assert unknown["fields"][0]["field"] == "skill" and "known skills" in unknown["message"]
+    # A file outside the allowed roots is refused as the jobs route refuses it, naming it.
+    outside = {"skill": "read_file", "items": [{"path": "/etc/hostname"}]}
+    refused = client.post("/v1/batches", json=outside)
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()["error"]["fields"][0]
+    assert problem["field"] == "items.0.path" and "VICTOR_ALLOWED_ROOTS" in problem["message"]
     empty = client.post("/v1/batches", json={"skill": "noop", "items": []})
     assert empty.status_code == 422 and empty.json()["error"]["fields"][0]["field"] == "items"
     assert client.get("/v1/batches").json()["items"] == []
