@@ -181,3 +181,20 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     for status in statuses:
         out[status] = {"model": ErrorResponse, "description": descriptions[status]}
     return out
+
+
+def event_stream_responses(description: str, example: str) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entry for a Server-Sent Events route: 404 and 422, and its 200
+    described as a ``text/event-stream`` with an example."""
+    return {
+        **responses(404, 422),
+        200: {
+            "description": description,
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string", "description": description},
+                    "example": example,
+                }
+            },
+        },
+    }

@@ -14,7 +14,7 @@ from orchestrator.api import jobs
 from orchestrator.api.batch_events import BatchEvents, parse_last_event_id
 from orchestrator.api.batch_views import run_view
 from orchestrator.api.batches import BatchRunner
-from orchestrator.api.errors import responses
+from orchestrator.api.errors import event_stream_responses, responses
 from orchestrator.api.models import BatchAccepted, BatchRun, BatchRunList, BatchSpec
 from orchestrator.api.security import ReadPrincipal, SubmitPrincipal
 
@@ -167,18 +167,7 @@ def read_batch_results(
 
 @router.get(
     "/{run_id}/events",
-    responses={
-        **responses(404, 422),
-        200: {
-            "description": EVENTS_DESCRIPTION,
-            "content": {
-                "text/event-stream": {
-                    "schema": {"type": "string", "description": EVENTS_DESCRIPTION},
-                    "example": EVENTS_EXAMPLE,
-                }
-            },
-        },
-    },
+    responses=event_stream_responses(EVENTS_DESCRIPTION, EVENTS_EXAMPLE),
     response_class=StreamingResponse,
     summary="Follow a run's progress as Server-Sent Events",
 )

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api import fast_submit, jobs
-from orchestrator.api.errors import responses
+from orchestrator.api.errors import event_stream_responses, responses
 from orchestrator.api.models import Job, JobAccepted, JobPage, ResultPage
 from orchestrator.api.security import (
     AsyncSubmitPrincipal,
@@ -139,18 +139,7 @@ def read_results(
 
 @router.get(
     "/{job_id}/events",
-    responses={
-        **responses(404, 422),
-        200: {
-            "description": EVENTS_DESCRIPTION,
-            "content": {
-                "text/event-stream": {
-                    "schema": {"type": "string", "description": EVENTS_DESCRIPTION},
-                    "example": EVENTS_EXAMPLE,
-                }
-            },
-        },
-    },
+    responses=event_stream_responses(EVENTS_DESCRIPTION, EVENTS_EXAMPLE),
     response_class=StreamingResponse,
     summary="Follow a job as Server-Sent Events",
 )
