@@ -290,7 +290,12 @@ def test_a_process_that_never_used_the_cache_is_not_counted_in_the_fleet(
     settings = redis_settings()
     idle = CacheManager(settings).start()
     idle.close()
-    assert get_cache_stats(settings)["processes"] == 0
+    cold = get_cache_stats(settings)
+    assert cold["processes"] == 0
+    # No process has figures yet: the bounds are this process's, not 0 (the guide compares
+    # current_size with max_size).
+    bound = settings.tool_selection_cache_size
+    assert cold["caches"]["tool_selection"]["max_size"] == bound and cold["current_size"] == 0
     used = CacheManager(settings).start()
     used.response.get_or_compute(used.response.key("s", "1", "x"), lambda: 1)
     used.close()

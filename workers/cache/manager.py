@@ -339,18 +339,21 @@ class CacheManager:
                 continue
         if active and not any(report.get("process_id") == self.process_id for report in reports):
             reports.append(local)
+        # A cold fleet (no process has used a cache yet) shows this process's bounds and zero
+        # counts, not a max_size of 0; it still counts no process.
+        summed = reports or [local]
         caches: dict[str, dict[str, Any]] = {}
         for name in CACHE_NAMES:
             caches[name] = _sum_caches(
-                [report["caches"][name] for report in reports if name in report.get("caches", {})]
+                [report["caches"][name] for report in summed if name in report.get("caches", {})]
             )
-            for report in reports:
+            for report in summed:
                 if "namespaces" in report.get("caches", {}).get(name, {}):
                     spaces = caches[name].setdefault("namespaces", {})
                     for label, values in report["caches"][name]["namespaces"].items():
                         spaces[label] = _sum_caches([spaces.get(label, {}), values])
         total = _sum_caches(caches.values())
-        total["errors"] = sum(int(report.get("errors", 0)) for report in reports)
+        total["errors"] = sum(int(report.get("errors", 0)) for report in summed)
         return {
             "scope": "fleet",
             "processes": len(reports),
