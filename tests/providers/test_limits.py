@@ -10,7 +10,14 @@ import pytest
 from orchestrator.core.session import Session
 from tasks.catalog import CHAT
 from tests.providers.conftest import API_KEY
-from workers.providers import ChatRequest, ProviderBusyError, complete, provider_slot, slot_leases
+from workers.providers import (
+    ChatRequest,
+    ProviderBusyError,
+    complete,
+    provider_slot,
+    slot_leases,
+    slot_usage,
+)
 from workers.providers.config import provider_config
 from workers.telemetry.slot_wait import take_slot_wait
 
@@ -62,6 +69,38 @@ def test_waiting_for_a_slot_counts_as_queue_wait(provider_settings) -> None:
     thread.join(5)
     assert waited >= 0.25
     assert take_slot_wait() == pytest.approx(waited)
+
+
+def test_embedded_slot_usage_counts_this_processs_holders_and_waiters(provider_settings) -> None:
+    settings = provider_settings(openai_concurrent_requests=1)
+    config = provider_config(settings)
+    held, release, waiting = threading.Event(), threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with provider_slot(settings, config):
+            held.set()
+            release.wait(5)
+
+    def waiter() -> None:
+        waiting.set()
+        with provider_slot(settings, config):
+            pass
+
+    threads = [threading.Thread(target=holder), threading.Thread(target=waiter)]
+    threads[0].start()
+    held.wait(5)
+    threads[1].start()
+    waiting.wait(5)
+    deadline = time.monotonic() + 5
+    while slot_usage(settings)[0].waiting == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (usage,) = slot_usage(settings)
+    assert (usage.provider, usage.in_use, usage.limit, usage.waiting) == ("openai", 1, 1, 1)
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    (usage,) = slot_usage(settings)
+    assert (usage.in_use, usage.waiting) == (0, 0)
 
 
 @pytest.mark.redis

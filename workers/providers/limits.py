@@ -157,11 +157,15 @@ def slot_usage(settings: Settings) -> list[SlotUsage]:
     Needs no API key: it reads only the provider's name and its ``*_concurrent_requests``.
     """
     provider = settings.provider
-    if provider == "none" or settings.mode is not Mode.DISTRIBUTED:
+    if provider == "none":
         return []
     family = family_of(provider)
     prefix = "local_provider" if family == "local" else family
     limit = int(getattr(settings, f"{prefix}_concurrent_requests"))
+    if settings.mode is not Mode.DISTRIBUTED:  # this process's semaphore (embedded mode)
+        with _semaphores_lock:
+            in_use, waiting = _local_counts.get(provider, (0, 0))
+        return [SlotUsage(provider, in_use, limit, waiting)]
     leases = slot_leases(settings, provider)
     return [SlotUsage(provider, leases.in_use(), limit, leases.waiting())]
 
@@ -213,6 +217,14 @@ def _fleet_slot(settings: Settings, config: ProviderConfig, wait_limit_s: float)
 
 _semaphores: dict[str, tuple[int, threading.BoundedSemaphore]] = {}
 _semaphores_lock = threading.Lock()
+# provider -> (calls holding a slot, calls waiting for one) in this process, for slot_usage.
+_local_counts: dict[str, tuple[int, int]] = {}
+
+
+def _count(provider: str, in_use: int = 0, waiting: int = 0) -> None:
+    with _semaphores_lock:
+        held, queued = _local_counts.get(provider, (0, 0))
+        _local_counts[provider] = (held + in_use, queued + waiting)
 
 
 def _semaphore(config: ProviderConfig) -> threading.BoundedSemaphore:
@@ -229,19 +241,27 @@ def _semaphore(config: ProviderConfig) -> threading.BoundedSemaphore:
 def _local_slot(config: ProviderConfig, wait_limit_s: float) -> Iterator[float]:
     semaphore = _semaphore(config)
     started = time.monotonic()
-    if not semaphore.acquire(timeout=wait_limit_s):
+    _count(config.name, waiting=1)
+    try:
+        acquired = semaphore.acquire(timeout=wait_limit_s)
+    finally:
+        _count(config.name, waiting=-1)
+    if not acquired:
         raise _busy(config, time.monotonic() - started)
     waited = time.monotonic() - started
     add_slot_wait(waited)
+    _count(config.name, in_use=1)
     try:
         yield waited
     finally:
+        _count(config.name, in_use=-1)
         semaphore.release()
 
 
 def _forget_after_fork() -> None:
     global _semaphores_lock
     _semaphores.clear()
+    _local_counts.clear()
     _semaphores_lock = threading.Lock()
 
 
