@@ -44,18 +44,22 @@ GOAL_BODY: dict[str, Any] = {
 EVENTS_DESCRIPTION = (
     "A Server-Sent Events stream (`retry: 1000` first). Each event has an `event:` name, an "
     "`id:` to resume from with Last-Event-ID, and one `data:` line of JSON: `result` carries a "
-    "TaskResult (#/components/schemas/TaskResult) as each task is recorded; `progress` a "
+    "TaskResult (#/components/schemas/TaskResult) as each task is recorded; `item.delta` a "
+    "piece of text a streaming skill (chat) produced for an item before its result, as "
+    '`{"task_id", "item", "offset", "text"}` (join the pieces by offset); `progress` a '
     "JobProgress after each batch of results or status change; `end` the Job, once, when the "
     "job is terminal and every result was sent; `error` a StreamError when the stream cannot "
     "go on (reconnect to resume). Comment lines (`: keep-alive`) keep idle connections open."
 )
 EVENTS_EXAMPLE = (
     "retry: 1000\n\n"
-    "event: result\nid: 1:1700000000000-0\n"
+    "event: item.delta\nid: 0:0-0:1700000000000-0\n"
+    'data: {"task_id": "0f3c.0", "item": 0, "offset": 0, "text": "The answer "}\n\n'
+    "event: result\nid: 1:1700000000001-0:1700000000000-0\n"
     'data: {"seq": 1, "task_id": "0f3c.0", "worker": "w1@host", "outcome": [{"ok": true}]}\n\n'
-    "event: progress\nid: 1:1700000000000-0\n"
+    "event: progress\nid: 1:1700000000001-0:1700000000000-0\n"
     'data: {"done": 1, "total": 1, "status": "succeeded"}\n\n'
-    "event: end\nid: 1:1700000000000-0\n"
+    "event: end\nid: 1:1700000000001-0:1700000000000-0\n"
     'data: {"job_id": "0f3c", "status": "succeeded", "...": "the Job"}\n\n'
 )
 
