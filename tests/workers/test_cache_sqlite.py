@@ -144,7 +144,8 @@ backend = SqliteBackend(sys.argv[1], lambda bucket: 150)
 for index in range(400):
     key = f"v:t:cache:response:s:1:{sys.argv[2]}-{index}"
     backend.set(key, b"x" * 200, 60)
-    assert backend.get(key) == b"x" * 200
+    # The value, or nothing: the other writers can trim it (150 rows kept) before this reads.
+    assert backend.get(key) in (b"x" * 200, None)
     backend.acquire(f"shared:{index % 7}:lock", sys.argv[2], 0.05)
 print("ok")
 """
