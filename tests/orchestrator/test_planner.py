@@ -418,3 +418,45 @@ def test_sequential_strategy_runs_each_step_after_the_previous_one(
 def test_goal_spec_refuses_unknown_fields() -> None:
     with pytest.raises(ValueError, match="stepz"):
         GoalSpec.model_validate({"steps": [{"skill": "noop"}], "stepz": []})
+
+
+def test_patterns_match_as_fnmatch_does(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    for name in ["a1.py", "b2.py", "c3.py", "ab.txt", "x.min.js", "x.js", "[odd].py", "README"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x\n")
+    settings = settings_for(root)
+    found = relative(
+        list(expand_paths(str(root), ["[ab]?.py", "*.js"], ["*.min.*"], settings)), root
+    )
+    assert found == ["a1.py", "b2.py", "x.js"]
+    assert relative(list(expand_paths(str(root), ["[[]odd].py", "READ*"], [], settings)), root) == [
+        "README",
+        "[odd].py",
+    ]
+
+
+def test_a_ledgered_batch_task_returns_a_receipt_and_the_ledger_keeps_the_outcomes(
+    idle_app: Celery, tree: Path
+) -> None:
+    from orchestrator.core.dispatcher import record_job
+
+    runtime = idle_app.victor  # type: ignore[attr-defined]
+    items: list[dict[str, Any]] = [{"path": str(tree / "main.py")}, {"path": str(tree / "gone.py")}]
+    plan = plan_goal(
+        GoalSpec(steps=[StepSpec(skill="analyze_code", items=items)]),
+        runtime.settings,
+        runtime.registry,
+    )
+    job_id, task_ids, _ = record_job(idle_app, plan, tenant="default")
+    receipt = (
+        idle_app.tasks[BATCH_TASK]
+        .apply(args=("analyze_code", items), kwargs={"job_id": job_id}, task_id=task_ids[0])
+        .get()
+    )
+    # A chord would encode the return value again; the outcomes are the ledger's to keep.
+    assert receipt == {"job_id": job_id, "items": 2, "failed": 1}
+    recorded = runtime.ledger.get_result(job_id, task_ids[0])
+    assert [outcome["ok"] for outcome in recorded] == [True, False]
+    assert recorded[0]["value"]["path"].endswith("main.py")
+    assert "does not exist" in recorded[1]["error"]
