@@ -82,6 +82,16 @@ def test_batch_items_failures_and_retries_are_counted_by_skill(reporter: Reporte
     assert noop["error_rate"] == pytest.approx(3 / 5)
 
 
+def test_a_ledgered_batchs_receipt_counts_its_items_and_failures(reporter: Reporter) -> None:
+    receipt = {"job_id": "j1", "items": 4, "failed": 1}
+    _run(reporter, "t1", "victor.batch", 1, args=("noop", [{}] * 4), retval=receipt)
+    reporter.flush()
+    noop = get_metrics(reporter.settings, store=reporter.store)["skills"]["noop"]
+    assert (noop["tasks"], noop["failed_tasks"]) == (1, 0)
+    assert (noop["items"], noop["failed_items"]) == (4, 1)
+    assert noop["error_rate"] == pytest.approx(1 / 4)
+
+
 @pytest.mark.parametrize(
     ("name", "args", "kwargs", "skill"),
     [

@@ -25,6 +25,7 @@ from workers.core.names import (
     REDUCE_TASK,
 )
 from workers.ledger import FINISHED_JOB, TERMINAL, Ledger
+from workers.ledger.records import failed_items
 from workers.maintenance.episodes import consolidate_memories, memories_for, record_episode
 from workers.maintenance.reconciler import reconcile_once
 from workers.runtime import Runtime, task_decorator
@@ -44,18 +45,24 @@ def _register_job_tasks(app: Celery, runtime: Runtime) -> None:
     @task_decorator(app, name=BATCH_TASK, bind=True, shared=False)
     def batch(
         self: Task[Any, Any], skill: str, items: list[dict[str, Any]], job_id: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[dict[str, Any]] | dict[str, Any]:
         """Run ``skill`` over ``items``; record the outcomes in the job's ledger once.
 
         Every cache the skills touch (response, tool selection, embedding) is keyed by the
         job's tenant, sent in the ``victor_tenant`` header.
+
+        With a job id the outcomes live in the ledger, where the reduce, the followers and the
+        API read them; the task returns only a receipt (job, items, failed). A chord would
+        otherwise encode every outcome again and keep a copy in its join key until the job
+        ends, and nothing reads it there.
         """
         task_id = self.request.id or ""
         tenant = task_tenant()
         with tenant_scope(tenant) if tenant else nullcontext():
             if not job_id:
                 return runtime.executor.run_batch(skill, items)
-            return _batch_recorded(task_id, skill, items, job_id, self.request.hostname)
+            outcomes = _batch_recorded(task_id, skill, items, job_id, self.request.hostname)
+        return {"job_id": job_id, "items": len(outcomes), "failed": failed_items(outcomes)}
 
     def _batch_recorded(
         task_id: str, skill: str, items: list[dict[str, Any]], job_id: str, hostname: str | None

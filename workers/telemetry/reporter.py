@@ -56,6 +56,8 @@ def _units(task_name: str, args: Any, kwargs: Any, retval: Any, ok: bool) -> tup
                 1 for outcome in retval if isinstance(outcome, dict) and not outcome.get("ok")
             )
             return len(retval), failed
+        if ok and isinstance(retval, dict) and {"items", "failed"} <= retval.keys():
+            return int(retval["items"]), int(retval["failed"])  # a ledgered batch's receipt
         items = (kwargs or {}).get("items")
         if items is None and args and len(args) > 1:
             items = args[1]
