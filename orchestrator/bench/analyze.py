@@ -47,7 +47,7 @@ def _analyze_once(settings: Settings, root: Path, files: int) -> float:
     with Session(settings) as session:
         plan = plan_goal(analyze_goal(str(root)), settings, runtime_of(session.app).registry)
         started = time.perf_counter()
-        job = wait_job(dispatch_plan(session.app, plan), timeout_s=1800, poll_s=0.01)
+        job = wait_job(dispatch_plan(session.app, plan), timeout_s=1800)
         elapsed = time.perf_counter() - started
     if job.status != "succeeded":
         raise RuntimeError(f"analyze job {job.job_id} {job.status}: {job.error}")

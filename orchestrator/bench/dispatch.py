@@ -36,7 +36,7 @@ def _ours(session: Session, count: int, chunk_size: int) -> float:
     registry = runtime_of(session.app).registry
     plan = plan_goal(_noop_goal(count, chunk_size), session.settings, registry)
     started = time.perf_counter()
-    job = wait_job(dispatch_plan(session.app, plan), timeout_s=600, poll_s=0.01)
+    job = wait_job(dispatch_plan(session.app, plan), timeout_s=600)
     elapsed = time.perf_counter() - started
     if job.status != "succeeded" or job.done_tasks != job.total_tasks:
         raise RuntimeError(f"bench job ended {job.status}: {job.error}")

@@ -107,7 +107,7 @@ def _throughput(settings: Any, tasks: int) -> float:
     with Session(settings) as session:
         plan = plan_goal(goal, settings, runtime_of(session.app).registry)
         started = time.perf_counter()
-        job = wait_job(dispatch_plan(session.app, plan), timeout_s=600, poll_s=0.01)
+        job = wait_job(dispatch_plan(session.app, plan), timeout_s=600)
         elapsed = time.perf_counter() - started
     if job.status != "succeeded":
         raise RuntimeError(f"benchmark job {job.job_id} {job.status}: {job.error}")

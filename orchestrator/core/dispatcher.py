@@ -195,19 +195,38 @@ def wait_job(
     *,
     timeout_s: float = 3600.0,
     on_progress: ProgressCallback | None = None,
-    poll_s: float = 0.05,
+    poll_s: float = 0.5,
     ride_out_s: float = 120.0,
     on_outage: Callable[[str], None] | None = None,
 ) -> JobRecord:
     """Follow a job to its end, reporting progress; run the fan-in for ``collect`` jobs.
 
+    The follower reads the job each time the ledger says it changed (a result recorded, a new
+    status: ``Ledger.watch``), and at least every ``poll_s`` (which also bounds how late a
+    reduce that died without a word is noticed).
+
     Redis timeouts and lost connections are ridden out for up to ``ride_out_s`` at a time
     (``on_outage`` hears of each outage once); past that, ``JobOutcomeUnknownError`` says how
     to follow the job again. The job keeps running on the fleet meanwhile.
     """
+    follower = _Follower(handle)
+    try:
+        return _follow(follower, handle, timeout_s, on_progress, poll_s, ride_out_s, on_outage)
+    finally:
+        follower.close()
+
+
+def _follow(
+    follower: _Follower,
+    handle: JobHandle,
+    timeout_s: float,
+    on_progress: ProgressCallback | None,
+    poll_s: float,
+    ride_out_s: float,
+    on_outage: Callable[[str], None] | None,
+) -> JobRecord:
     deadline = time.monotonic() + timeout_s
     outage_since: float | None = None
-    follower = _Follower(handle)
     while True:
         try:
             job = follower.step(on_progress)
@@ -244,6 +263,8 @@ class _Follower:
         self.handle = handle
         self.runtime = runtime_of(handle.app)
         self.reduce_sent = False
+        # Watch before the first read: a change after it wakes the follower.
+        self.watch = self.runtime.ledger.watch(handle.job_id)
 
     def step(self, on_progress: ProgressCallback | None) -> JobRecord | None:
         handle, ledger = self.handle, self.runtime.ledger
@@ -271,11 +292,10 @@ class _Follower:
         return job
 
     def pause(self, poll_s: float) -> None:
-        ledger = self.runtime.ledger
-        if isinstance(ledger, MemoryLedger):
-            ledger.wait(poll_s)
-        else:
-            time.sleep(poll_s)
+        self.watch.wait(poll_s)
+
+    def close(self) -> None:
+        self.watch.close()
 
 
 def _send_collected_reduce(handle: JobHandle) -> None:

@@ -36,6 +36,10 @@ class Keys:
     def job_events(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:events"
 
+    def job_changes(self, job_id: str) -> str:
+        """A pub/sub channel: a message each time the job's results or status change."""
+        return f"{self.prefix}:job:{job_id}:changes"
+
     def job_deltas(self, job_id: str) -> str:
         """A job's streamed text deltas (``item.delta`` events), apart from its results."""
         return f"{self.prefix}:job:{job_id}:deltas"

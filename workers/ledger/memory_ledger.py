@@ -192,3 +192,18 @@ class MemoryLedger:
         """Block until any result or status is recorded, or ``timeout_s`` passes."""
         with self._lock:
             self._lock.wait(timeout_s)
+
+    def watch(self, job_id: str) -> _MemoryWatch:
+        """Wake-ups on any change in this ledger (one process: every job shares the lock)."""
+        return _MemoryWatch(self)
+
+
+class _MemoryWatch:
+    def __init__(self, ledger: MemoryLedger) -> None:
+        self._ledger = ledger
+
+    def wait(self, timeout_s: float) -> None:
+        self._ledger.wait(timeout_s)
+
+    def close(self) -> None:
+        """Nothing to release: the watch holds no connection."""

@@ -130,6 +130,15 @@ class JobRecord:
         }
 
 
+class JobWatch(Protocol):
+    """Wake-ups for a follower of one job: ``wait`` returns once the job's results or status
+    change, or after ``timeout_s`` (a follower reads the job again either way)."""
+
+    def wait(self, timeout_s: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Ledger(Protocol):
     """What the dispatcher, the workers, the API and the reconciler need from the ledger."""
 
@@ -164,6 +173,10 @@ class Ledger(Protocol):
         ...
 
     def events(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskEvent]: ...
+
+    def watch(self, job_id: str) -> JobWatch:
+        """Start watching ``job_id`` now: changes from here on wake the watch's ``wait``."""
+        ...
 
     def publish_delta(self, job_id: str, task_id: str, item: int, offset: int, text: str) -> None:
         """Append a streamed piece of a task's text to the job's deltas (best effort)."""

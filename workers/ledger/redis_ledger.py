@@ -6,6 +6,8 @@ import json
 import time
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from workers.core.errors import JobNotFoundError
 from workers.core.keys import Keys
 from workers.core.redis_client import redis_client, translated
@@ -21,7 +23,8 @@ from workers.ledger.records import (
 )
 
 # KEYS: results, events, open, job, deliveries
-# ARGV: task_id, outcome json, open member, ttl, now, worker, failed items in this outcome
+# ARGV: task_id, outcome json, open member, ttl, now, worker, failed items in this outcome,
+#       the job's changes channel (its followers wake on the message)
 _RECORD_SCRIPT = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 local finished = 1
@@ -53,6 +56,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 -- A finished task needs no delivery count (a late copy finds its recorded outcome first).
 redis.call('HDEL', KEYS[5], ARGV[1])
+redis.call('PUBLISH', ARGV[8], ARGV[1])
 return finished
 """
 
@@ -150,7 +154,12 @@ class RedisLedger:
             pipe.hset(self._keys.job(job_id), mapping=mapping)  # type: ignore[arg-type]
             if status in TERMINAL:
                 pipe.zrem(self._keys.ledger_open(), f"{job_id}|{reduce_task_id(job_id)}")
+            pipe.publish(self._keys.job_changes(job_id), status)
             pipe.execute()
+
+    def watch(self, job_id: str) -> RedisJobWatch:
+        """Subscribe to the job's changes channel now (a follower reads the job after this)."""
+        return RedisJobWatch(self._redis, self._keys.job_changes(job_id))
 
     def begin_task(self, task_id: str, job_id: str | None = None) -> int:
         """Count one delivery of ``task_id``; restart its stale-after clock while it runs."""
@@ -207,6 +216,7 @@ class RedisLedger:
                     repr(time.time()),
                     worker,
                     failed_items(outcome),
+                    keys.job_changes(job_id),
                 ],
             )
         return int(created)
@@ -317,3 +327,41 @@ class RedisLedger:
     def remove_dead_letter(self, task_id: str) -> bool:
         with translated("removing a dead letter"):
             return bool(self._redis.hdel(self._keys.dead_letters(), task_id))
+
+
+class RedisJobWatch:
+    """A follower's wake-ups: the job's changes channel, read with a timeout.
+
+    Pub/sub is at most once, so a message lost (or a Redis away) only means the follower reads
+    the job at its next timeout, as it would by polling. Once the channel fails, the watch
+    sleeps out its timeouts instead (the follower's own reads say when Redis is back).
+    """
+
+    def __init__(self, client: Any, channel: str) -> None:
+        self._pubsub: Any = None
+        try:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(channel)
+            self._pubsub = pubsub
+        except (RedisError, OSError):
+            self._pubsub = None
+
+    def wait(self, timeout_s: float) -> None:
+        if self._pubsub is None:
+            time.sleep(timeout_s)
+            return
+        try:
+            if self._pubsub.get_message(timeout=timeout_s) is not None:
+                while self._pubsub.get_message(timeout=0.0) is not None:
+                    pass  # several changes at once: one read of the job covers them all
+        except (RedisError, OSError):
+            self.close()
+            time.sleep(timeout_s)
+
+    def close(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except (RedisError, OSError):
+                pass
