@@ -88,7 +88,8 @@ def report(params: ReportInput, context: SkillContext) -> dict[str, Any]:
         totals["functions"] += len(functions)
         language = str(value.get("language", "other"))
         languages[language] += 1
-        _add_language(by_language.setdefault(language, Counter()), value, functions)
+        complexities = [int(function[2]) for function in functions]
+        _add_language(by_language.setdefault(language, Counter()), value, complexities)
         if value.get("parser") == "lines":
             counted_only.add(language)
         if value.get("sha256") and int(value.get("lines", 0)):
@@ -97,9 +98,11 @@ def report(params: ReportInput, context: SkillContext) -> dict[str, Any]:
             generated.append(path)
         parse_errors += "parse_error" in value
         _keep_top(largest, (int(value.get("code", 0)), path), top)
-        for function in functions:
-            name, line, complexity = function[0], int(function[1]), int(function[2])
-            _keep_top(complex_functions, (complexity, path, str(name), line, language), top)
+        for function, complexity in zip(functions, complexities, strict=True):
+            # Below the smallest of a full top-N it cannot enter: skip building its row.
+            if len(complex_functions) < top or complexity >= complex_functions[0][0]:
+                row = (complexity, path, str(function[0]), int(function[1]), language)
+                _keep_top(complex_functions, row, top)
             if complexity > COMPLEXITY_THRESHOLD:
                 totals["complexity_findings"] += 1
                 if len(findings) < MAX_FINDINGS:
@@ -168,15 +171,14 @@ def _finding(function: list[Any], path: str, language: str) -> dict[str, Any]:
     }
 
 
-def _add_language(row: Counter[str], value: dict[str, Any], functions: list[Any]) -> None:
+def _add_language(row: Counter[str], value: dict[str, Any], complexities: list[int]) -> None:
     row["files"] += 1
     for field in ("code", "comment", "blank", "docstring"):
         row[field] += int(value.get(field, 0))
-    row["functions"] += len(functions)
-    for function in functions:
-        complexity = int(function[2])
-        row["complexity_sum"] += complexity
-        row["worst_complexity"] = max(row["worst_complexity"], complexity)
+    row["functions"] += len(complexities)
+    if complexities:
+        row["complexity_sum"] += sum(complexities)
+        row["worst_complexity"] = max(row["worst_complexity"], max(complexities))
 
 
 def _language_row(row: Counter[str], counted_only: bool) -> dict[str, Any]:
