@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,19 +20,28 @@ def confine(path: str, roots: Sequence[Path]) -> Path:
         raise AccessDeniedError("no allowed roots are configured; set VICTOR_ALLOWED_ROOTS")
     if "\x00" in path:
         raise AccessDeniedError(f"path {path!r} contains a NUL byte")
-    candidate = Path(path)
-    if not candidate.is_absolute():
-        candidate = Path(roots[0]) / candidate
-    resolved = candidate.resolve()
-    for root in roots:
-        root_resolved = Path(root).resolve()
-        if resolved == root_resolved or resolved.is_relative_to(root_resolved):
-            return resolved
+    candidate = os.fspath(path)
+    if not os.path.isabs(candidate):
+        candidate = os.path.join(os.fspath(roots[0]), candidate)
+    resolved = os.path.realpath(candidate)
+    for root in _resolved_roots(tuple(os.fspath(root) for root in roots)):
+        if resolved == root or resolved.startswith(root if root == os.sep else root + os.sep):
+            return Path(resolved)
     shown = ", ".join(str(Path(root)) for root in roots)
     raise AccessDeniedError(
         f"path {path!r} resolves to {str(resolved)!r}, outside the allowed roots ({shown}); "
         "add its directory to VICTOR_ALLOWED_ROOTS or pass a path inside them"
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved_roots(roots: tuple[str, ...]) -> tuple[str, ...]:
+    """The roots with their symlinks resolved, once per process and list of roots.
+
+    A root that does not exist yet resolves as far as it exists, as ``Path.resolve`` does; a
+    root whose symlink is repointed while the process runs keeps its first target.
+    """
+    return tuple(os.path.realpath(root) for root in roots)
 
 
 def not_a_file(path: Path, shown: str) -> AccessDeniedError:
