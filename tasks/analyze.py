@@ -22,7 +22,6 @@ from workers.core.paths import confine
 from workers.skills.spec import SkillContext
 
 TODO_PATTERN = re.compile(r"\b(TODO|FIXME)\b")
-_TODO_WORDS = re.compile(r"TODO|FIXME")
 # Marker lines that code generators write near the top (Go's convention, @generated, ...).
 # Only on a line that starts as a comment: a string holding the marker is not a marker.
 GENERATED_PATTERN = re.compile(
@@ -130,7 +129,7 @@ def analyze_text(
         "functions": [],
         "classes": 0,
     }
-    if GENERATED_PATTERN.search(_head(text, GENERATED_HEAD_LINES)):
+    if _is_generated(_head(text, GENERATED_HEAD_LINES)):
         result["generated"] = True
     spec = spec_for(filename, text)
     grammar = grammar_for(spec) if spec is not None else None
@@ -158,21 +157,35 @@ def analyze_text(
     return result
 
 
+def _is_generated(head: str) -> bool:
+    """Whether ``head`` holds a generator's marker line (``GENERATED_PATTERN``).
+
+    Every marker holds "generated" in some case: a head without it (most files) needs no
+    regex, whose ``.*`` before the alternatives is slow to fail on every line.
+    """
+    if "generated" not in head.lower():
+        return False
+    return GENERATED_PATTERN.search(head) is not None
+
+
 def _count_todos(text: str) -> int:
     """``TODO_PATTERN``'s matches, found by the words alone and then checked for ``\\b``.
 
-    A pattern that starts with ``\\b`` makes the regex engine try every position; one that
-    starts with a letter lets it skip ahead, several times faster on a large file.
+    ``str.find`` for each word skips ahead at C speed; a pattern that starts with ``\\b`` (or
+    an alternation) makes the regex engine try every position.
     """
-    if "TODO" not in text and "FIXME" not in text:  # the common case, without the regex
-        return 0
     end = len(text)
-    return sum(
-        1
-        for match in _TODO_WORDS.finditer(text)
-        if (match.start() == 0 or not _is_word(text[match.start() - 1]))
-        and (match.end() == end or not _is_word(text[match.end()]))
-    )
+    count = 0
+    for word in ("TODO", "FIXME"):
+        start = text.find(word)
+        while start >= 0:
+            stop = start + len(word)
+            if (start == 0 or not _is_word(text[start - 1])) and (
+                stop == end or not _is_word(text[stop])
+            ):
+                count += 1
+            start = text.find(word, stop)
+    return count
 
 
 def _is_word(character: str) -> bool:
