@@ -72,9 +72,31 @@ def _code_outside(line: bytes, spans: list[tuple[int, int]]) -> bool:
 
 
 def count_comment_lines(source: bytes, comments: Iterable[Node]) -> dict[str, int]:
-    """``count_lines`` of ``source`` with the spans of the syntax tree's comment ``nodes``."""
-    spans = [
-        (*node.start_point, *node.end_point)  # (row, column) pairs
-        for node in comments
-    ]
-    return count_lines(split_lines(source), spans)
+    """``count_lines`` of ``source`` with the spans of the syntax tree's comment ``nodes``.
+
+    The same counts, from bytes: with each comment cut out (its newlines kept, so rows stay
+    rows), a row holding anything but whitespace is code; the other non-blank rows are
+    comment rows. Slicing and splitting in C instead of a Python loop over every span.
+    """
+    lines = split_lines(source)
+    pieces: list[bytes] = []
+    position = 0
+    # Captures come in document order; sorting an ordered list is one pass.
+    for start, end in sorted((node.start_byte, node.end_byte) for node in comments):
+        if start < position:  # nested in (or overlapping) a comment already cut out
+            if end <= position:
+                continue
+            start = position
+        pieces.append(source[position:start])
+        newlines = source.count(b"\n", start, end)
+        if newlines:
+            pieces.append(b"\n" * newlines)
+        position = end
+    if not pieces:
+        return count_lines(lines, ())
+    pieces.append(source[position:])
+    code_lines = split_lines(b"".join(pieces))
+    blank = len(lines) - sum(map(bool, map(bytes.strip, lines)))
+    code = sum(map(bool, map(bytes.strip, code_lines)))
+    comment = len(lines) - blank - code
+    return {"lines": len(lines), "code": code, "comment": comment, "blank": blank, "docstring": 0}
