@@ -12,6 +12,9 @@ Each side's CPU seconds are measured too (``cpu_s``: the worker processes' for o
 workers, the child's for lizard and cloc). On a shared machine wall times swing with the
 load; CPU seconds barely do, so ``cpu_ratio`` (lizard's CPU seconds over ours per worker) is
 what two free cores would give, and the figure to compare across runs.
+
+Each round runs every side once, starting one side later than the round before, so no side
+always follows the same one; ``round_ratios`` are lizard's time over ours within each round.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from workers.core.settings import Settings
 from workers.runtime import runtime_of
 
 # size -> (corpus size, rounds)
-SIZES = {"tiny": ("tiny", 1), "default": ("default", 3), "full": ("full", 3)}
+SIZES = {"tiny": ("tiny", 1), "default": ("default", 5), "full": ("full", 3)}
 WORKERS = 2
 
 
@@ -185,20 +188,24 @@ def run(size: str) -> dict[str, Any]:
         distributed = env.settings(allowed_roots=[root], response_cache_enabled=False)
         _analyze_once(distributed, root, files)  # warm: workers import the skill, grammars load
         worker_pids = [worker.pid for worker in env.workers]
-        for _ in range(rounds):
-            measured = {
-                "embedded": _timed_cpu(
-                    lambda: _analyze_once(embedded, root, files), time.process_time
-                ),
-                "workers": _timed_cpu(
-                    lambda: _analyze_once(distributed, root, files),
-                    lambda: _tree_cpu_s(worker_pids),
-                ),
-                "lizard": _tool(lizard),
-            }
-            if has_cloc:
-                measured["cloc"] = _tool(cloc)
-            for name, (elapsed, cpu_s) in measured.items():
+        sides: dict[str, Callable[[], tuple[float, float]]] = {
+            "embedded": lambda: _timed_cpu(
+                lambda: _analyze_once(embedded, root, files), time.process_time
+            ),
+            "workers": lambda: _timed_cpu(
+                lambda: _analyze_once(distributed, root, files),
+                lambda: _tree_cpu_s(worker_pids),
+            ),
+            "lizard": lambda: _tool(lizard),
+        }
+        if has_cloc:
+            sides["cloc"] = lambda: _tool(cloc)
+        order = list(sides)
+        for turn in range(rounds):
+            # Each round starts with the next side: none always runs after the same one (a
+            # machine that is faster after an idle moment or a busy one favours no side).
+            for name in order[turn % len(order) :] + order[: turn % len(order)]:
+                elapsed, cpu_s = sides[name]()
                 samples[name].append(elapsed)
                 cpu[name].append(cpu_s)
     profile = _heaviest_files(corpus, embedded)
@@ -208,6 +215,13 @@ def run(size: str) -> dict[str, Any]:
         "unit": "s per corpus (median); files/s and lines/s; cpu_s: CPU seconds per corpus",
         "ratio": peer["seconds"]["median"] / ours["seconds"]["median"],
         "ratio_is": "speedup: lizard's time / ours on two workers",
+        "round_ratios": summary(
+            [
+                peer_s / ours_s
+                for peer_s, ours_s in zip(samples["lizard"], samples["workers"], strict=True)
+            ]
+        ),
+        "round_ratios_are": "lizard's time / ours on two workers, within each round",
         "cpu_ratio": peer["cpu_s"]["median"] / (ours["cpu_s"]["median"] / WORKERS),
         "cpu_ratio_is": (
             "lizard's CPU seconds / ours per worker: the speedup on two free cores, if the "
