@@ -26,7 +26,7 @@ from celery import Celery
 
 from orchestrator.api.batch_checks import check_spec, spec_hash
 from orchestrator.api.batch_views import links
-from orchestrator.api.jobs import IN_FLIGHT_S
+from orchestrator.api.jobs import IN_FLIGHT_S, reserve_idempotency_key
 from orchestrator.api.keystore import Principal
 from orchestrator.api.models import BatchSpec
 from orchestrator.api.quotas import admit_in_flight
@@ -165,18 +165,15 @@ class BatchRunner:
             len(spec.items),
         )
         if idem_key is not None:
-            stored = json.dumps({"body": body_hash, "run_id": run_id, "at": time.time()})
-            with translated("reserving an Idempotency-Key"):
-                reserved = services.redis.set(
-                    idem_key, stored, nx=True, ex=services.settings.api_idempotency_ttl_s
-                )
-            if not reserved:
-                replay = self._replay(idem_key, body_hash)
-                if replay is not None:
-                    return replay, True
-                raise IdempotencyError(
-                    "Idempotency-Key is in use by a request still in flight", in_flight=True
-                )
+            key = idem_key
+            replay = reserve_idempotency_key(
+                services,
+                key,
+                {"body": body_hash, "run_id": run_id},
+                lambda: self._replay(key, body_hash),
+            )
+            if replay is not None:
+                return replay, True
         try:
             record, request = self._record(principal, spec, skill, run_id)
         except BaseException:

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from email.message import Message
 from typing import Any
 
@@ -164,18 +165,15 @@ def submit_plan(
         plan.item_count,
     )
     if idem_key is not None:
-        stored = json.dumps({"body": body_hash, "job_id": job_id, "at": time.time()})
-        with translated("reserving an Idempotency-Key"):
-            reserved = services.redis.set(
-                idem_key, stored, nx=True, ex=services.settings.api_idempotency_ttl_s
-            )
-        if not reserved:
-            replay = _replay(services, idem_key, body_hash)
-            if replay is not None:
-                return replay, True
-            raise IdempotencyError(
-                "Idempotency-Key is in use by a request still in flight", in_flight=True
-            )
+        key = idem_key
+        replay = reserve_idempotency_key(
+            services,
+            key,
+            {"body": body_hash, "job_id": job_id},
+            lambda: _replay(services, key, body_hash),
+        )
+        if replay is not None:
+            return replay, True
     try:
         # Celery's result consumer keeps one pub/sub connection per app: one canvas at a time.
         with services.dispatch_lock, broker_translated("publishing a job"):
@@ -192,6 +190,30 @@ def submit_plan(
         "links": links(job_id),
     }
     return accepted, False
+
+
+def reserve_idempotency_key(
+    services: Services,
+    idem_key: str,
+    record: dict[str, str],
+    replay: Callable[[], dict[str, Any] | None],
+) -> dict[str, Any] | None:
+    """Reserve ``idem_key`` for a new job or run (``record``: the body's hash and its id).
+
+    None once reserved. A key already held gives what ``replay`` answers for it (the same
+    request again), or a 409 while the request holding it is still being recorded.
+    """
+    stored = json.dumps({**record, "at": time.time()})
+    with translated("reserving an Idempotency-Key"):
+        reserved = services.redis.set(
+            idem_key, stored, nx=True, ex=services.settings.api_idempotency_ttl_s
+        )
+    if reserved:
+        return None
+    replayed = replay()
+    if replayed is not None:
+        return replayed
+    raise IdempotencyError("Idempotency-Key is in use by a request still in flight", in_flight=True)
 
 
 def _replay(services: Services, idem_key: str, body_hash: str) -> dict[str, Any] | None:
