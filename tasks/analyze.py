@@ -21,7 +21,6 @@ from tasks.parsing import grammar_for, spec_for
 from workers.core.paths import confine
 from workers.skills.spec import SkillContext
 
-TODO_PATTERN = re.compile(r"\b(TODO|FIXME)\b")
 # Marker lines that code generators write near the top (Go's convention, @generated, ...).
 # Only on a line that starts as a comment: a string holding the marker is not a marker.
 GENERATED_PATTERN = re.compile(
@@ -169,10 +168,9 @@ def _is_generated(head: str) -> bool:
 
 
 def _count_todos(text: str) -> int:
-    """``TODO_PATTERN``'s matches, found by the words alone and then checked for ``\\b``.
-
-    ``str.find`` for each word skips ahead at C speed; a pattern that starts with ``\\b`` (or
-    an alternation) makes the regex engine try every position.
+    """Whole-word TODO and FIXME (the regex ``\\b(TODO|FIXME)\\b``): each word found with
+    ``str.find``, which skips ahead at C speed, then checked for a word character either side.
+    That regex would make the engine try every position.
     """
     end = len(text)
     count = 0
